@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/configs"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/model"
+	"github.com/methanemap/methanemap/tiles"
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/geojson"
+)
+
+func runChips(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	def := configs.Default()
+	fs := flag.NewFlagSet("chips", flag.ContinueOnError)
+	sceneFile := fs.String("scene", "", "scene message, STAC Item or ItemCollection file, or a directory of them (required)")
+	aoiFile := fs.String("aoi", "", "GeoJSON Polygon or MultiPolygon limiting the chips")
+	modelDir := fs.String("model", def.Model, "model directory whose card says how chips are cut")
+	out := fs.String("out", "", "directory to write chips into (required)")
+	limit := fs.Int("limit", 0, "stop after N chips per scene (0: all)")
+	stride := fs.Int("stride", 0, "scan stride in metres (default: the card's)")
+	minValid := fs.Float64("min-valid", def.Tiles.MinValid, "skip chips with a smaller share of valid pixels")
+	maxCloud := fs.Float64("max-cloud", def.Tiles.MaxCloud, "skip chips with a larger share of cloud")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *sceneFile == "" || *out == "" {
+		return usagef("chips: --scene and --out are required")
+	}
+	card, err := model.LoadCard(*modelDir)
+	if err != nil {
+		return err
+	}
+	scenes, err := loadScenes(*sceneFile)
+	if err != nil {
+		return err
+	}
+	var aoi orb.Geometry
+	if *aoiFile != "" {
+		if aoi, err = loadAOI(*aoiFile); err != nil {
+			return err
+		}
+	}
+	if *stride == 0 {
+		*stride = card.Chip.StrideM
+	}
+	log := newLogger(stderr)
+	for _, sc := range scenes {
+		if sc.AOI == nil {
+			sc.AOI = aoi
+		}
+		dir := filepath.Join(*out, sc.ID)
+		ex := chipExport{card: card, dir: dir, limit: *limit, stride: *stride,
+			cut: tiles.CutOptions{MinValid: *minValid, MaxCloud: *maxCloud, KeepRaw: true}}
+		n, st, err := ex.run(ctx, sc)
+		if err != nil {
+			return fmt.Errorf("scene %s: %w", sc.ID, err)
+		}
+		log.Info("chips written", "scene", sc.ID, "dir", dir, "chips", n, "skipped", st.Skipped)
+		fmt.Fprintf(stdout, "%s: %d chips in %s (skipped: %v)\n", sc.ID, n, dir, st.Skipped)
+	}
+	return nil
+}
+
+// chipExport writes one scene's chips as GeoTIFFs plus a chips.geojson
+// index of every cell with its fractions and skip reason.
+type chipExport struct {
+	card   *model.Card
+	dir    string
+	limit  int
+	stride int
+	cut    tiles.CutOptions
+}
+
+func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, error) {
+	st := tiles.Stats{Skipped: map[string]int{}}
+	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: withSCL(sc, ex.card.Chip.Sensors())})
+	if err != nil {
+		return 0, st, err
+	}
+	defer src.Close()
+	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: ex.card.Chip.FootprintM, StrideM: ex.stride, AOI: sc.AOI})
+	if err != nil {
+		return 0, st, err
+	}
+	cutter, err := tiles.NewCutter(src, grid, ex.card.Chip, ex.cut)
+	if err != nil {
+		return 0, st, err
+	}
+	defer cutter.Close()
+	if err := os.MkdirAll(ex.dir, 0o755); err != nil {
+		return 0, st, err
+	}
+	index := geojson.NewFeatureCollection()
+	n := 0
+	for _, id := range grid.Chips {
+		if ex.limit > 0 && n >= ex.limit {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return n, st, err
+		}
+		chip, skip, err := cutter.Cut(ctx, id)
+		if err != nil {
+			return n, st, err
+		}
+		f := geojson.NewFeature(chip.Footprint)
+		f.ID = id.String()
+		f.Properties["chip_id"] = id.String()
+		f.Properties["valid_fraction"] = round4(chip.ValidFraction)
+		f.Properties["cloud_fraction"] = round4(chip.CloudFraction)
+		if skip != "" {
+			st.Skipped[skip]++
+			f.Properties["skipped"] = skip
+			index.Append(f)
+			continue
+		}
+		for _, t := range chip.Inputs {
+			path := filepath.Join(ex.dir, chipFileName(id, t.Name, len(chip.Inputs)))
+			if err := writeChip(path, grid.EPSG, id, t); err != nil {
+				return n, st, err
+			}
+			f.Properties["file"] = filepath.Base(path)
+		}
+		index.Append(f)
+		n++
+		st.Cut++
+	}
+	data, err := index.MarshalJSON()
+	if err != nil {
+		return n, st, err
+	}
+	tmp := filepath.Join(ex.dir, ".chips.geojson.partial")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return n, st, err
+	}
+	return n, st, os.Rename(tmp, filepath.Join(ex.dir, "chips.geojson"))
+}
+
+// withSCL adds Sentinel-2 to the sensors to open when the scene has an SCL
+// band, so chips carry their cloud fraction.
+func withSCL(sc *mm.Scene, sensors []mm.Sensor) []mm.Sensor {
+	a, ok := sc.Assets[mm.Sentinel2]
+	if !ok {
+		return sensors
+	}
+	hasSCL := a.Hrefs["SCL"] != ""
+	for _, b := range a.Bands {
+		hasSCL = hasSCL || b == "SCL"
+	}
+	for _, s := range sensors {
+		if s == mm.Sentinel2 {
+			return sensors
+		}
+	}
+	if hasSCL {
+		return append(sensors, mm.Sentinel2)
+	}
+	return sensors
+}
+
+func chipFileName(id mm.ChipID, input string, inputs int) string {
+	if inputs == 1 {
+		return id.FileName() + ".tif"
+	}
+	return id.FileName() + "_" + input + ".tif"
+}
+
+// writeChip writes a tensor's raw warped values, one band per card band,
+// each described "<sensor>:<band>", NaN for nodata.
+func writeChip(path string, epsg int, id mm.ChipID, t mm.Tensor) error {
+	b := id.Bounds()
+	res := (b[2] - b[0]) / float64(t.Size)
+	nan := math.NaN()
+	spec := ingest.GeoTIFFSpec{Path: path, EPSG: epsg, GeoTransform: [6]float64{b[0], res, 0, b[3], 0, -res},
+		Width: t.Size, Height: t.Size, Bands: len(t.Bands), DataType: "Float32", Nodata: &nan, Descriptions: t.Bands}
+	return ingest.WriteGeoTIFF(spec, func(y0, rows int, buf []float64) error {
+		n := t.Size * t.Size
+		for ch := range t.Bands {
+			for r := range rows {
+				for x := range t.Size {
+					buf[ch*rows*t.Size+r*t.Size+x] = float64(t.Raw[ch*n+(y0+r)*t.Size+x])
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }

@@ -1,0 +1,106 @@
+// Package configs holds methanemap's configuration: the Config struct, its
+// defaults, YAML loading, METHANEMAP_* environment overrides and validation.
+// The CLI loads it once (file, then environment, then flags) and copies the
+// values into each package's options; no other package reads the
+// environment or flags.
+package configs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything a methanemap process can be told.
+type Config struct {
+	// Model is the directory of the model card and ONNX file (default models/demo).
+	Model string `yaml:"model"`
+	Tiles Tiles  `yaml:"tiles"`
+}
+
+// Tiles configures the chip grid and the skip rules.
+type Tiles struct {
+	// StrideM is the scan stride in metres (0: the model card's).
+	StrideM int `yaml:"stride_m"`
+	// MinValid is the smallest share of pixels with data in every sensor a
+	// chip needs to be scored (default 0.5).
+	MinValid float64 `yaml:"min_valid"`
+	// MaxCloud is the largest cloud share a scored chip may have (default 0.5).
+	MaxCloud float64 `yaml:"max_cloud"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{Model: "models/demo", Tiles: Tiles{MinValid: 0.5, MaxCloud: 0.5}}
+}
+
+// Load reads a YAML file over the defaults (unknown keys are errors), then
+// applies environment overrides. An empty path loads only the defaults and
+// the environment.
+func Load(path string) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("configs: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("configs: %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(os.LookupEnv); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// applyEnv reads METHANEMAP_MODEL, METHANEMAP_TILES_STRIDE_M,
+// METHANEMAP_TILES_MIN_VALID and METHANEMAP_TILES_MAX_CLOUD.
+func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
+	if v, ok := lookup("METHANEMAP_MODEL"); ok {
+		c.Model = v
+	}
+	ints := map[string]*int{"METHANEMAP_TILES_STRIDE_M": &c.Tiles.StrideM}
+	for k, p := range ints {
+		if v, ok := lookup(k); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("configs: %s=%q: not an integer", k, v)
+			}
+			*p = n
+		}
+	}
+	floats := map[string]*float64{"METHANEMAP_TILES_MIN_VALID": &c.Tiles.MinValid, "METHANEMAP_TILES_MAX_CLOUD": &c.Tiles.MaxCloud}
+	for k, p := range floats {
+		if v, ok := lookup(k); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("configs: %s=%q: not a number", k, v)
+			}
+			*p = f
+		}
+	}
+	return nil
+}
+
+// Validate names the first field out of range.
+func (c Config) Validate() error {
+	switch {
+	case c.Model == "":
+		return errors.New("configs: model: required")
+	case c.Tiles.StrideM < 0:
+		return fmt.Errorf("configs: tiles.stride_m: must not be negative, got %d", c.Tiles.StrideM)
+	case c.Tiles.MinValid < 0 || c.Tiles.MinValid > 1:
+		return fmt.Errorf("configs: tiles.min_valid: must be in [0, 1], got %v", c.Tiles.MinValid)
+	case c.Tiles.MaxCloud < 0 || c.Tiles.MaxCloud > 1:
+		return fmt.Errorf("configs: tiles.max_cloud: must be in [0, 1], got %v", c.Tiles.MaxCloud)
+	}
+	return nil
+}

@@ -1,0 +1,283 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/airbusgeo/godal"
+	mm "github.com/methanemap/methanemap"
+)
+
+// MaxRasterSide is the largest width or height accepted. A header claiming
+// more is refused before any pixel is read (a 0.3 m NAIP quad is ~25,000 px).
+const MaxRasterSide = 1 << 20
+
+// Raster is one opened file of one sensor. It belongs to one goroutine.
+type Raster struct {
+	Sensor   mm.Sensor
+	Field    string   // the scene field it came from, e.g. "assets.s2.hrefs.B04"
+	Href     string   // as the scene gave it
+	Path     string   // as GDAL opened it
+	Bands    []string // canonical band name of each band, in file order
+	Width    int
+	Height   int
+	DataType string
+	// GeoTransform is GDAL's affine transform from pixel to CRS coordinates.
+	GeoTransform [6]float64
+	EPSG         int  // 0 when GDAL cannot identify one
+	Projected    bool // false for geographic CRSs such as EPSG:4326
+	HasNodata    bool
+	Nodata       float64
+
+	wkt    string
+	remote bool
+	ds     *godal.Dataset
+}
+
+// Source holds the opened rasters of one scene.
+type Source struct {
+	Scene   *mm.Scene
+	Rasters []*Raster
+}
+
+// Options tune Open.
+type Options struct {
+	// Sensors limits which sensors are opened (default: all the scene has).
+	Sensors []mm.Sensor
+}
+
+// Open opens and checks every raster of the scene (or of opts.Sensors).
+// On error nothing stays open. The error names the scene field and href at
+// fault and is marked permanent unless retrying may help.
+func Open(ctx context.Context, sc *mm.Scene, opts Options) (*Source, error) {
+	register()
+	src := &Source{Scene: sc}
+	sensors := opts.Sensors
+	if len(sensors) == 0 {
+		sensors = sc.Sensors()
+	}
+	for _, sn := range sensors {
+		a, ok := sc.Assets[sn]
+		if !ok {
+			src.Close()
+			return nil, mm.Permanentf("assets.%s: the scene has no %s imagery", sn, sn)
+		}
+		if err := src.openAsset(ctx, sn, a); err != nil {
+			src.Close()
+			return nil, err
+		}
+	}
+	return src, nil
+}
+
+func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset) error {
+	field := "assets." + string(sn)
+	if a.Href != "" {
+		r, err := openRaster(ctx, sn, field+".href", a.Href)
+		if err != nil {
+			return err
+		}
+		s.Rasters = append(s.Rasters, r)
+		return r.assignBands(a.Bands)
+	}
+	for _, band := range a.BandNames() {
+		r, err := openRaster(ctx, sn, field+".hrefs."+band, a.Hrefs[band])
+		if err != nil {
+			return err
+		}
+		s.Rasters = append(s.Rasters, r)
+		if err := r.assignBands([]string{band}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// assignBands names the raster's bands from the scene, or from the sensor's
+// defaults, and checks the count.
+func (r *Raster) assignBands(names []string) error {
+	n := len(r.Bands)
+	switch {
+	case len(names) == n:
+		copy(r.Bands, names)
+	case len(names) == 0:
+		def, ok := r.Sensor.DefaultBands(n)
+		if !ok {
+			return mm.Permanentf("%s: %s: wrong band count: the file has %d bands and %s has no default order for that; list them in assets.%s.bands", r.Field, describe(r.Href), n, r.Sensor, r.Sensor)
+		}
+		copy(r.Bands, def)
+	default:
+		return mm.Permanentf("%s: %s: wrong band count: the scene names %d band(s) %v, the file has %d", r.Field, describe(r.Href), len(names), names, n)
+	}
+	for i, b := range r.Bands {
+		if err := checkDataType(r.Sensor, b, r.DataType); err != nil {
+			return mm.Permanentf("%s: %s: band %d (%s:%s): %v", r.Field, describe(r.Href), i+1, r.Sensor, b, err)
+		}
+	}
+	return nil
+}
+
+// allowedTypes lists the GDAL data types each sensor's products come in.
+var allowedTypes = map[mm.Sensor][]string{
+	mm.NAIP:      {"Byte", "UInt16"},
+	mm.Sentinel2: {"UInt16", "Int16", "Float32", "Float64"},
+	mm.Sentinel1: {"Float32", "Float64", "UInt16", "Int16"},
+}
+
+func checkDataType(sn mm.Sensor, band, dtype string) error {
+	allowed := allowedTypes[sn]
+	if mm.IsClassBand(sn, band) {
+		allowed = []string{"Byte", "UInt16", "Int16"}
+	}
+	if !slices.Contains(allowed, dtype) {
+		return fmt.Errorf("data type %s is not one %s can have (want %v)", dtype, sn, allowed)
+	}
+	return nil
+}
+
+func openRaster(ctx context.Context, sn mm.Sensor, field, href string) (*Raster, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	path, err := GDALPath(href)
+	if err != nil {
+		return nil, fieldErr(field, href, err)
+	}
+	r := &Raster{Sensor: sn, Field: field, Href: href, Path: path, remote: isRemote(path)}
+	if !r.remote && !hasVSIPrefix(path) {
+		if fi, err := os.Stat(path); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, mm.Permanentf("%s: %s: no such file", field, describe(href))
+			}
+			return nil, mm.Permanentf("%s: %w", field, err)
+		} else if fi.IsDir() {
+			return nil, mm.Permanentf("%s: %s: is a directory, not a raster", field, describe(href))
+		}
+	}
+	ec := &errCollector{remote: r.remote}
+	ds, err := godal.Open(path, godal.RasterOnly(), godal.ErrLogger(ec.handler()))
+	if err != nil {
+		return nil, ec.wrap(field+": "+describe(href)+": not a readable raster", err)
+	}
+	r.ds = ds
+	if err := r.inspect(); err != nil {
+		r.close()
+		return nil, mm.Permanentf("%s: %s: %w", field, describe(href), err)
+	}
+	return r, nil
+}
+
+func hasVSIPrefix(p string) bool { return len(p) >= 4 && p[:4] == "/vsi" }
+
+// inspect reads the raster's structure and georeferencing and checks them.
+func (r *Raster) inspect() error {
+	st := r.ds.Structure()
+	if st.NBands < 1 {
+		return errors.New("has no raster bands")
+	}
+	if st.SizeX < 1 || st.SizeY < 1 || st.SizeX > MaxRasterSide || st.SizeY > MaxRasterSide {
+		return fmt.Errorf("absurd dimensions %dx%d (limit %d per side)", st.SizeX, st.SizeY, MaxRasterSide)
+	}
+	r.Width, r.Height = st.SizeX, st.SizeY
+	r.DataType = st.DataType.String()
+	r.Bands = make([]string, st.NBands)
+	bands := r.ds.Bands()
+	for i, b := range bands {
+		if dt := b.Structure().DataType.String(); dt != r.DataType {
+			return fmt.Errorf("band %d is %s but band 1 is %s: mixed data types", i+1, dt, r.DataType)
+		}
+	}
+	r.Nodata, r.HasNodata = bands[0].NoData()
+	ec := &errCollector{}
+	gt, err := r.ds.GeoTransform(godal.ErrLogger(ec.handler()))
+	if err != nil || gt == [6]float64{0, 1, 0, 0, 0, 1} {
+		return errors.New("no georeferencing (no geotransform): not usable as map data")
+	}
+	if gt[1] == 0 || gt[5] == 0 {
+		return fmt.Errorf("degenerate geotransform %v", gt)
+	}
+	r.GeoTransform = gt
+	r.wkt = r.ds.Projection()
+	if r.wkt == "" {
+		return errors.New("no georeferencing (no coordinate reference system)")
+	}
+	sr, err := godal.NewSpatialRefFromWKT(r.wkt)
+	if err != nil {
+		return fmt.Errorf("unreadable coordinate reference system: %w", err)
+	}
+	defer sr.Close()
+	r.Projected = sr.Projected()
+	_ = sr.AutoIdentifyEPSG()
+	if sr.AuthorityName("") == "EPSG" {
+		r.EPSG, _ = strconv.Atoi(sr.AuthorityCode(""))
+	}
+	return nil
+}
+
+// Band returns the raster holding the sensor's band and the band's 1-based
+// index in it.
+func (s *Source) Band(sn mm.Sensor, band string) (*Raster, int, bool) {
+	for _, r := range s.Rasters {
+		if r.Sensor != sn {
+			continue
+		}
+		if i := slices.Index(r.Bands, band); i >= 0 {
+			return r, i + 1, true
+		}
+	}
+	return nil, 0, false
+}
+
+// SensorRasters returns the rasters of one sensor.
+func (s *Source) SensorRasters(sn mm.Sensor) []*Raster {
+	var out []*Raster
+	for _, r := range s.Rasters {
+		if r.Sensor == sn {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Close closes every raster and returns the first error.
+func (s *Source) Close() error {
+	var first error
+	for _, r := range s.Rasters {
+		if err := r.close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	s.Rasters = nil
+	return first
+}
+
+func (r *Raster) close() error {
+	if r.ds == nil {
+		return nil
+	}
+	ec := &errCollector{}
+	err := r.ds.Close(godal.ErrLogger(ec.handler()))
+	r.ds = nil
+	if err != nil {
+		return fmt.Errorf("ingest: close %s: %w", describe(r.Href), err)
+	}
+	return nil
+}
+
+// PixelSize returns the raster's pixel width and height in its own CRS units.
+func (r *Raster) PixelSize() (float64, float64) {
+	gt := r.GeoTransform
+	return abs(gt[1]) + abs(gt[2]), abs(gt[4]) + abs(gt[5])
+}
+
+func abs(v float64) float64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}

@@ -1,0 +1,252 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	mm "github.com/methanemap/methanemap"
+)
+
+// stacItem is the part of a STAC Item methanemap reads.
+type stacItem struct {
+	StacVersion string                     `json:"stac_version"`
+	Type        string                     `json:"type"`
+	ID          string                     `json:"id"`
+	Collection  string                     `json:"collection"`
+	Properties  map[string]json.RawMessage `json:"properties"`
+	Assets      map[string]stacAsset       `json:"assets"`
+}
+
+type stacAsset struct {
+	Href    string   `json:"href"`
+	Type    string   `json:"type"`
+	Roles   []string `json:"roles"`
+	EOBands []struct {
+		Name       string `json:"name"`
+		CommonName string `json:"common_name"`
+	} `json:"eo:bands"`
+}
+
+// s2CommonNames maps Earth Search v1 asset keys to Sentinel-2 band ids.
+var s2CommonNames = map[string]string{
+	"coastal": "B01", "blue": "B02", "green": "B03", "red": "B04",
+	"rededge1": "B05", "rededge2": "B06", "rededge3": "B07", "nir": "B08",
+	"nir08": "B8A", "nir09": "B09", "cirrus": "B10", "swir16": "B11", "swir22": "B12", "scl": "SCL",
+}
+
+// ParseMessage reads a scene message, a STAC Item or a STAC ItemCollection
+// and returns its scenes. For an ItemCollection, the scenes of the good
+// Items are returned together with an error naming each bad one
+// ("features[3] (id): …"), so callers can keep the rest.
+func ParseMessage(data []byte) ([]*mm.Scene, error) {
+	var probe struct {
+		Type        string            `json:"type"`
+		StacVersion string            `json:"stac_version"`
+		Features    []json.RawMessage `json:"features"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, mm.Permanentf("not a JSON object: %v", err)
+	}
+	switch {
+	case probe.Type == "FeatureCollection":
+		if len(probe.Features) == 0 {
+			return nil, mm.Permanentf("features: the ItemCollection holds no Items")
+		}
+		var scenes []*mm.Scene
+		var errs []error
+		for i, f := range probe.Features {
+			sc, err := ParseSTACItem(f)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("features[%d]: %w", i, err))
+				continue
+			}
+			scenes = append(scenes, sc)
+		}
+		return scenes, joinPermanent(errs)
+	case probe.Type == "Feature" || probe.StacVersion != "":
+		sc, err := ParseSTACItem(data)
+		if err != nil {
+			return nil, err
+		}
+		return []*mm.Scene{sc}, nil
+	}
+	sc, err := mm.ParseScene(data)
+	if err != nil {
+		return nil, err
+	}
+	return []*mm.Scene{sc}, nil
+}
+
+func joinPermanent(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return mm.Permanent(errors.Join(errs...))
+}
+
+var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// ParseSTACItem maps a STAC Item to a scene: NAIP Items by their `image`
+// asset, Sentinel-2 L2A by band-id keys (B02…B12, B8A, SCL) or common-name
+// keys (blue…swir22, scl), Sentinel-1 RTC/GRD by their vv/vh/hh/hv assets.
+// COG assets are preferred to their -jp2 twins. The scene id is the Item id
+// with characters outside [A-Za-z0-9._-] replaced by '_'.
+func ParseSTACItem(data []byte) (*mm.Scene, error) {
+	var it stacItem
+	if err := json.Unmarshal(data, &it); err != nil {
+		return nil, mm.Permanentf("STAC Item: %v", err)
+	}
+	v := &mm.ValidationError{Source: "STAC Item " + it.ID}
+	if it.Type != "Feature" {
+		v.Problems = append(v.Problems, mm.FieldError{Field: "type", Msg: fmt.Sprintf("want \"Feature\", got %q", it.Type)})
+	}
+	if it.ID == "" {
+		v.Problems = append(v.Problems, mm.FieldError{Field: "id", Msg: "required"})
+	}
+	if len(it.Assets) == 0 {
+		v.Problems = append(v.Problems, mm.FieldError{Field: "assets", Msg: "the Item has no assets"})
+	}
+	if len(v.Problems) > 0 {
+		return nil, mm.Permanent(v)
+	}
+	id := unsafeIDChars.ReplaceAllString(it.ID, "_")
+	if len(id) > 128 {
+		id = id[:128]
+	}
+	sc := &mm.Scene{ID: id, Assets: map[mm.Sensor]mm.Asset{}}
+	sc.Acquired = it.acquired()
+	sn := it.sensor()
+	var a mm.Asset
+	var err error
+	switch sn {
+	case mm.NAIP:
+		a, err = it.naipAsset()
+	case mm.Sentinel2:
+		a, err = it.s2Asset()
+	case mm.Sentinel1:
+		a, err = it.s1Asset()
+	default:
+		err = fmt.Errorf("collection %q: not imagery methanemap reads (NAIP, Sentinel-2 L2A, Sentinel-1)", it.Collection)
+	}
+	if err != nil {
+		return nil, mm.Permanentf("STAC Item %s: %w", it.ID, err)
+	}
+	sc.Assets[sn] = a
+	if err := sc.Validate(); err != nil {
+		return nil, mm.Permanentf("STAC Item %s: %w", it.ID, err)
+	}
+	return sc, nil
+}
+
+func (it *stacItem) prop(key string) string {
+	var s string
+	if raw, ok := it.Properties[key]; ok {
+		_ = json.Unmarshal(raw, &s)
+	}
+	return s
+}
+
+func (it *stacItem) acquired() time.Time {
+	for _, k := range []string{"datetime", "start_datetime"} {
+		if t, err := time.Parse(time.RFC3339Nano, it.prop(k)); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// sensor decides what the Item is from its collection, constellation,
+// platform and asset keys.
+func (it *stacItem) sensor() mm.Sensor {
+	hint := strings.ToLower(it.Collection + " " + it.prop("constellation") + " " + it.prop("platform"))
+	hint = strings.ReplaceAll(hint, " ", "-")
+	switch {
+	case strings.Contains(hint, "naip"):
+		return mm.NAIP
+	case strings.Contains(hint, "landsat"):
+		return ""
+	case strings.Contains(hint, "sentinel-2") || strings.Contains(hint, "sentinel-s2"):
+		return mm.Sentinel2
+	case strings.Contains(hint, "sentinel-1") || strings.Contains(hint, "sentinel-s1"):
+		return mm.Sentinel1
+	}
+	if _, ok := it.Assets["image"]; ok {
+		return mm.NAIP
+	}
+	for _, k := range []string{"vv", "vh", "hh", "hv"} {
+		if _, ok := it.Assets[k]; ok {
+			return mm.Sentinel1
+		}
+	}
+	return ""
+}
+
+func (it *stacItem) naipAsset() (mm.Asset, error) {
+	img, ok := it.Assets["image"]
+	if !ok || img.Href == "" {
+		return mm.Asset{}, errors.New("assets.image: a NAIP Item needs its image asset")
+	}
+	a := mm.Asset{Href: img.Href}
+	for _, b := range img.EOBands {
+		name := b.CommonName
+		if name == "" {
+			name = b.Name
+		}
+		c, err := mm.NAIP.CanonicalBand(name)
+		if err != nil {
+			return mm.Asset{}, fmt.Errorf("assets.image.eo:bands: %w", err)
+		}
+		a.Bands = append(a.Bands, c)
+	}
+	return a, nil
+}
+
+func (it *stacItem) s2Asset() (mm.Asset, error) {
+	a := mm.Asset{Hrefs: map[string]string{}}
+	keys := make([]string, 0, len(it.Assets))
+	for k := range it.Assets {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // "B04" before "B04-jp2": COGs win
+	for _, k := range keys {
+		ast := it.Assets[k]
+		base, jp2 := strings.CutSuffix(k, "-jp2")
+		band, ok := s2CommonNames[strings.ToLower(base)]
+		if !ok {
+			c, err := mm.Sentinel2.CanonicalBand(base)
+			if err != nil {
+				continue // aot, wvp, visual, metadata…
+			}
+			band = c
+		}
+		if _, have := a.Hrefs[band]; have && jp2 {
+			continue
+		}
+		if ast.Href == "" {
+			return mm.Asset{}, fmt.Errorf("assets.%s: empty href", k)
+		}
+		a.Hrefs[band] = ast.Href
+	}
+	if len(a.Hrefs) == 0 {
+		return mm.Asset{}, errors.New("assets: no Sentinel-2 band assets (B02… or blue…)")
+	}
+	return a, nil
+}
+
+func (it *stacItem) s1Asset() (mm.Asset, error) {
+	a := mm.Asset{Hrefs: map[string]string{}}
+	for _, k := range []string{"vv", "vh", "hh", "hv"} {
+		if ast, ok := it.Assets[k]; ok && ast.Href != "" {
+			a.Hrefs[strings.ToUpper(k)] = ast.Href
+		}
+	}
+	if len(a.Hrefs) == 0 {
+		return mm.Asset{}, errors.New("assets: no Sentinel-1 polarisation assets (vv, vh, hh, hv)")
+	}
+	return a, nil
+}

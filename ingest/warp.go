@@ -1,0 +1,62 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/airbusgeo/godal"
+)
+
+// Resampling algorithms, named as gdalwarp's -r takes them.
+const (
+	Nearest  = "near"
+	Bilinear = "bilinear"
+	Average  = "average"
+)
+
+// Window is a target grid: Width×Height pixels covering Bounds
+// [minX, minY, maxX, maxY] of EPSG:EPSG, north up.
+type Window struct {
+	EPSG          int
+	Bounds        [4]float64
+	Width, Height int
+}
+
+// WarpSwitches returns the gdalwarp switches that put a raster on the
+// window; the same switches on the command line reproduce a chip.
+func (w Window) WarpSwitches(resampling string) []string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	return []string{
+		"-t_srs", "EPSG:" + strconv.Itoa(w.EPSG),
+		"-te", f(w.Bounds[0]), f(w.Bounds[1]), f(w.Bounds[2]), f(w.Bounds[3]),
+		"-ts", strconv.Itoa(w.Width), strconv.Itoa(w.Height),
+		"-r", resampling,
+		"-ot", "Float32",
+		"-dstnodata", "nan",
+	}
+}
+
+// Warp reprojects and resamples every band of the raster onto the window and
+// returns the values band after band (channels first, rows north to south).
+// Pixels without data (the source's nodata or outside the raster) are NaN.
+func (r *Raster) Warp(ctx context.Context, w Window, resampling string) ([]float32, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if w.Width < 1 || w.Height < 1 {
+		return nil, fmt.Errorf("ingest: warp %s: empty window %dx%d", describe(r.Href), w.Width, w.Height)
+	}
+	ec := &errCollector{remote: r.remote}
+	sw := append([]string{"-of", "MEM"}, w.WarpSwitches(resampling)...)
+	out, err := r.ds.Warp("", sw, godal.ErrLogger(ec.handler()))
+	if err != nil {
+		return nil, ec.wrap(fmt.Sprintf("ingest: warp %s (%s)", r.Field, describe(r.Href)), err)
+	}
+	defer out.Close()
+	buf := make([]float32, len(r.Bands)*w.Width*w.Height)
+	if err := out.Read(0, 0, buf, w.Width, w.Height, godal.BandInterleaved(), godal.ErrLogger(ec.handler())); err != nil {
+		return nil, ec.wrap(fmt.Sprintf("ingest: read warped %s", describe(r.Href)), err)
+	}
+	return buf, nil
+}

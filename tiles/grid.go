@@ -1,0 +1,226 @@
+package tiles
+
+import (
+	"fmt"
+	"math"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/paulmach/orb"
+)
+
+// DefaultFootprintM is METER-ML's chip side: 720 m.
+const DefaultFootprintM = 720
+
+// Grid is the set of chips of one scene.
+type Grid struct {
+	EPSG       int
+	FootprintM int
+	StrideM    int
+	// Coverage is the bounding box, in the grid CRS, of the ground every
+	// sensor covers (clipped to the AOI's bounds when there is one).
+	Coverage orb.Bound
+	// Chips lists the cells that touch every sensor's footprint and the
+	// AOI, north to south, west to east.
+	Chips []mm.ChipID
+}
+
+// GridOptions tune NewGrid.
+type GridOptions struct {
+	FootprintM int          // default DefaultFootprintM
+	StrideM    int          // default FootprintM
+	EPSG       int          // force a grid CRS (default: NAIP's if projected, else UTM of the centre)
+	AOI        orb.Geometry // WGS84 Polygon or MultiPolygon; nil for none
+}
+
+// NewGrid lays the chip grid over the opened scene. It fails (permanently)
+// when the sensors' footprints do not overlap or the AOI misses the scene.
+func NewGrid(src *ingest.Source, opts GridOptions) (*Grid, error) {
+	if len(src.Rasters) == 0 {
+		return nil, mm.Permanentf("tiles: the scene has no rasters")
+	}
+	g := &Grid{FootprintM: opts.FootprintM, StrideM: opts.StrideM, EPSG: opts.EPSG}
+	if g.FootprintM <= 0 {
+		g.FootprintM = DefaultFootprintM
+	}
+	if g.StrideM <= 0 {
+		g.StrideM = g.FootprintM
+	}
+	if g.EPSG == 0 {
+		epsg, err := gridCRS(src)
+		if err != nil {
+			return nil, err
+		}
+		g.EPSG = epsg
+	}
+	rings := make([]orb.Ring, len(src.Rasters))
+	for i, r := range src.Rasters {
+		ring, err := r.Footprint(g.EPSG, 32)
+		if err != nil {
+			return nil, mm.Permanentf("tiles: %s: %w", r.Field, err)
+		}
+		rings[i] = ring
+		if i == 0 {
+			g.Coverage = ring.Bound()
+			continue
+		}
+		if !g.Coverage.Intersects(ring.Bound()) || !overlaps(rings[:i], ring) {
+			return nil, mm.Permanentf("tiles: sensors do not overlap: %s (%s) shares no ground with %s", r.Field, r.Href, src.Rasters[0].Field)
+		}
+		g.Coverage = intersect(g.Coverage, ring.Bound())
+	}
+	var aoi []orb.Polygon
+	if opts.AOI != nil {
+		var err error
+		if aoi, err = projectAOI(opts.AOI, g.EPSG); err != nil {
+			return nil, err
+		}
+		var ab orb.Bound
+		for i, p := range aoi {
+			if i == 0 {
+				ab = p.Bound()
+			} else {
+				ab = ab.Union(p.Bound())
+			}
+		}
+		if !g.Coverage.Intersects(ab) {
+			return nil, mm.Permanentf("aoi: does not overlap the scene's coverage")
+		}
+		g.Coverage = intersect(g.Coverage, ab)
+	}
+	g.Chips = g.enumerate(rings, aoi)
+	if len(g.Chips) == 0 && len(aoi) > 0 {
+		return nil, mm.Permanentf("aoi: does not overlap the scene's coverage")
+	}
+	return g, nil
+}
+
+func overlaps(prev []orb.Ring, r orb.Ring) bool {
+	b := r.Bound()
+	for _, p := range prev {
+		if !p.Bound().Intersects(b) {
+			return false
+		}
+	}
+	return true
+}
+
+func intersect(a, b orb.Bound) orb.Bound {
+	return orb.Bound{
+		Min: orb.Point{math.Max(a.Min[0], b.Min[0]), math.Max(a.Min[1], b.Min[1])},
+		Max: orb.Point{math.Min(a.Max[0], b.Max[0]), math.Min(a.Max[1], b.Max[1])},
+	}
+}
+
+// enumerate lists the cells touching the coverage box, every footprint and
+// the AOI.
+func (g *Grid) enumerate(rings []orb.Ring, aoi []orb.Polygon) []mm.ChipID {
+	s, f := float64(g.StrideM), float64(g.FootprintM)
+	c0 := int(math.Floor((g.Coverage.Min[0]-f)/s)) + 1
+	c1 := int(math.Ceil(g.Coverage.Max[0]/s)) - 1
+	r0 := int(math.Floor((g.Coverage.Min[1]-f)/s)) + 1
+	r1 := int(math.Ceil(g.Coverage.Max[1]/s)) - 1
+	var ids []mm.ChipID
+	for row := r1; row >= r0; row-- {
+		for col := c0; col <= c1; col++ {
+			id := mm.ChipID{EPSG: g.EPSG, Footprint: g.FootprintM, Stride: g.StrideM, Col: col, Row: row}
+			b := boundOf(id)
+			if !touchesAll(b, rings) {
+				continue
+			}
+			if len(aoi) > 0 && !touchesAny(b, aoi) {
+				continue
+			}
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// shrink keeps cells that merely touch a footprint's edge (zero shared area)
+// out of the grid.
+const shrink = 1e-6
+
+func boundOf(id mm.ChipID) orb.Bound {
+	b := id.Bounds()
+	return orb.Bound{Min: orb.Point{b[0] + shrink, b[1] + shrink}, Max: orb.Point{b[2] - shrink, b[3] - shrink}}
+}
+
+func touchesAll(b orb.Bound, rings []orb.Ring) bool {
+	for _, r := range rings {
+		if !rectTouchesRing(b, r) {
+			return false
+		}
+	}
+	return true
+}
+
+func touchesAny(b orb.Bound, polys []orb.Polygon) bool {
+	for _, p := range polys {
+		if rectTouchesPolygon(b, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// gridCRS picks the NAIP's CRS when it is projected and has an EPSG code,
+// otherwise the UTM zone of the centre of the sensors' common ground.
+func gridCRS(src *ingest.Source) (int, error) {
+	for _, r := range src.SensorRasters(mm.NAIP) {
+		if r.Projected && r.EPSG != 0 {
+			return r.EPSG, nil
+		}
+	}
+	var common orb.Bound
+	for i, r := range src.Rasters {
+		ring, err := r.Footprint(4326, 8)
+		if err != nil {
+			return 0, mm.Permanentf("tiles: %s: %w", r.Field, err)
+		}
+		if i == 0 {
+			common = ring.Bound()
+		} else {
+			common = intersect(common, ring.Bound())
+		}
+	}
+	if common.Min[0] > common.Max[0] || common.Min[1] > common.Max[1] {
+		return 0, mm.Permanentf("tiles: sensors do not overlap")
+	}
+	c := common.Center()
+	return ingest.UTMZoneEPSG(c[0], c[1]), nil
+}
+
+// projectAOI moves the WGS84 AOI into the grid CRS, densifying its edges.
+func projectAOI(g orb.Geometry, epsg int) ([]orb.Polygon, error) {
+	var polys []orb.Polygon
+	switch t := g.(type) {
+	case orb.Polygon:
+		polys = []orb.Polygon{t}
+	case orb.MultiPolygon:
+		polys = t
+	default:
+		return nil, mm.Permanentf("aoi: must be a Polygon or MultiPolygon")
+	}
+	tr, err := ingest.NewTransformer(4326, epsg)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	out := make([]orb.Polygon, len(polys))
+	for i, p := range polys {
+		for _, r := range p {
+			d := densify(r, 0.001) // ~100 m
+			if err := tr.Points(d); err != nil {
+				return nil, mm.Permanentf("aoi: %w", err)
+			}
+			out[i] = append(out[i], d)
+		}
+	}
+	return out, nil
+}
+
+// String describes the grid for logs.
+func (g *Grid) String() string {
+	return fmt.Sprintf("EPSG:%d %dm/%dm %d chips", g.EPSG, g.FootprintM, g.StrideM, len(g.Chips))
+}

@@ -20,6 +20,7 @@ type GeoTIFFSpec struct {
 	Nodata       *float64 // nil: none
 	Descriptions []string // one per band, optional
 	Compress     string   // DEFLATE by default
+	ZLevel       int      // DEFLATE level 1 (fast) to 9 (small); 0: GDAL's default (6)
 }
 
 // strip is how many rows the fill function is asked for at a time: one row of
@@ -48,6 +49,9 @@ func WriteGeoTIFF(spec GeoTIFFSpec, fill func(y0, rows int, buf []float64) error
 	co := []string{"TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=" + compress, "BIGTIFF=IF_SAFER"}
 	if spec.Bands > 1 {
 		co = append(co, "INTERLEAVE=BAND")
+	}
+	if spec.ZLevel > 0 {
+		co = append(co, fmt.Sprintf("ZLEVEL=%d", spec.ZLevel))
 	}
 	ds, err := godal.Create(godal.GTiff, tmp, spec.Bands, dt, spec.Width, spec.Height,
 		godal.CreationOption(co...), godal.ErrLogger(ec.handler()))

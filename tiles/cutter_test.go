@@ -1,0 +1,177 @@
+package tiles
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/testenv"
+)
+
+// expectedAlg is the resampling the design asks for, decided from what the
+// fixture writes: NAIP 1 m is shrunk to 10 m (average), Sentinel-2 and
+// Sentinel-1 are at 10 m or coarser (bilinear), SCL holds classes (nearest).
+func expectedAlg(b mm.BandSpec) string {
+	switch {
+	case b.Sensor == mm.NAIP:
+		return ingest.Average
+	case b.Band == "SCL":
+		return ingest.Nearest
+	}
+	return ingest.Bilinear
+}
+
+// TestChipsMatchGDAL cuts chips of the fixture scene and checks every band
+// of every sensor against what the gdalwarp tool makes of the same source
+// and window.
+func TestChipsMatchGDAL(t *testing.T) {
+	res := fixtureScene(t)
+	card := demoCard(t)
+	src := openScene(t, res.Scene)
+	grid, err := NewGrid(src, GridOptions{FootprintM: card.Chip.FootprintM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grid.EPSG != res.NAIPEPSG {
+		t.Errorf("grid CRS EPSG:%d, want the NAIP's EPSG:%d", grid.EPSG, res.NAIPEPSG)
+	}
+	c, err := NewCutter(src, grid, card.Chip, CutOptions{KeepRaw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// the first chip (north-west, partly outside the Sentinel-2 swath when
+	// the cut corner is there), one in the middle and the last one
+	ids := []mm.ChipID{grid.Chips[0], grid.Chips[len(grid.Chips)/2], grid.Chips[len(grid.Chips)-1]}
+	in := card.Chip.Inputs[0]
+	for _, id := range ids {
+		chip, _, err := c.Cut(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := chip.Inputs[0].Raw
+		n := in.Size * in.Size
+		w := c.Window(id, in.Size)
+		for ch, b := range in.Bands {
+			r, idx, ok := src.Band(b.Sensor, b.Band)
+			if !ok {
+				t.Fatalf("band %s missing", b.Name())
+			}
+			want := gdalwarpChip(t, r.Path, idx, w, expectedAlg(b))
+			if diff, ok := sameValues(raw[ch*n:(ch+1)*n], want, 1e-6); !ok {
+				t.Errorf("chip %s band %s differs from gdalwarp -r %s: %s", id, b.Name(), expectedAlg(b), diff)
+			}
+		}
+		// normalisation: data = (raw*scale+offset-mean)/std, fill for nodata
+		for ch, b := range in.Bands {
+			for p := 0; p < n; p += 97 {
+				v, got := float64(raw[ch*n+p]), float64(chip.Inputs[0].Data[ch*n+p])
+				want := b.Fill
+				if !math.IsNaN(v) {
+					want = (v*b.Scale + b.Offset - b.Mean) / b.Std
+				}
+				if math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
+					t.Fatalf("chip %s band %s pixel %d normalised to %v, want %v", id, b.Name(), p, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestRealFilesMatchGDAL cuts chips from each real raster and compares them
+// with gdalwarp.
+func TestRealFilesMatchGDAL(t *testing.T) {
+	rd := func(name string) string { return testenv.RealData(t, filepath.Join("rasters", name)) }
+	spec := func(sensor mm.Sensor, size int, bands ...string) mm.ChipSpec {
+		in := mm.InputSpec{Name: "x", Size: size}
+		for _, b := range bands {
+			in.Bands = append(in.Bands, mm.BandSpec{Sensor: sensor, Band: b, Scale: 1, Std: 1})
+		}
+		return mm.ChipSpec{FootprintM: 720, Inputs: []mm.InputSpec{in}}
+	}
+	tests := []struct {
+		name string
+		sc   *mm.Scene
+		spec mm.ChipSpec
+		alg  string
+		epsg int
+	}{
+		{"naip 5 m to 10 m", scene(mm.NAIP, mm.Asset{Href: rd("naip_m_4709963_se_14_20190904_5m.tif")}),
+			spec(mm.NAIP, 72, "red", "green", "blue", "nir"), ingest.Average, 26914},
+		{"naip 5 m to 1 m", scene(mm.NAIP, mm.Asset{Href: rd("naip_m_4709963_se_14_20190904_5m.tif")}),
+			spec(mm.NAIP, 720, "nir", "red"), ingest.Bilinear, 26914},
+		{"s2 EPSG:4326 to UTM", scene(mm.Sentinel2, mm.Asset{Href: rd("s2like_4band_10m_epsg4326.tif"), Bands: []string{"B02", "B03", "B04", "B08"}}),
+			// 0.0000898° pixels are 10 m north-south but 6 m east-west at 53.4°N:
+			// a 10 m chip grid shrinks them, so they are averaged
+			spec(mm.Sentinel2, 72, "B04", "B03", "B02", "B08"), ingest.Average, 0},
+		{"s2 60 m bands at 600 m", scene(mm.Sentinel2, mm.Asset{Hrefs: map[string]string{"B01": rd("s2_t34_B01_600m.tif"), "B09": rd("s2_t34_B09_600m.tif")}}),
+			spec(mm.Sentinel2, 12, "B01", "B09"), ingest.Bilinear, 32634},
+		{"s2 200 m tile", scene(mm.Sentinel2, mm.Asset{Hrefs: map[string]string{"B02": rd("s2_t29_band1_200m.tif"), "B03": rd("s2_t29_band2_200m.tif")}}),
+			spec(mm.Sentinel2, 2, "B03", "B02"), ingest.Average, 32629},
+		{"s1 dB 20 m to 10 m", scene(mm.Sentinel1, mm.Asset{Href: rd("s1a_iw_grd_20150309_vv_db_20m.tif")}),
+			spec(mm.Sentinel1, 72, "VV"), ingest.Bilinear, 32631},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := openScene(t, tt.sc)
+			grid, err := NewGrid(src, GridOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.epsg != 0 && grid.EPSG != tt.epsg {
+				t.Errorf("grid EPSG:%d, want %d", grid.EPSG, tt.epsg)
+			}
+			if len(grid.Chips) == 0 {
+				t.Fatal("no chips")
+			}
+			c, err := NewCutter(src, grid, tt.spec, CutOptions{KeepRaw: true, MinValid: 0.01})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			in := tt.spec.Inputs[0]
+			checked := 0
+			for i, id := range grid.Chips {
+				if i%max(1, len(grid.Chips)/4) != 0 && i != len(grid.Chips)-1 {
+					continue // a sample: first, every quarter, last
+				}
+				chip, _, err := c.Cut(context.Background(), id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := in.Size * in.Size
+				for ch, b := range in.Bands {
+					r, idx, _ := src.Band(b.Sensor, b.Band)
+					want := gdalwarpChip(t, r.Path, idx, c.Window(id, in.Size), tt.alg)
+					if diff, ok := sameValues(chip.Inputs[0].Raw[ch*n:(ch+1)*n], want, 1e-6); !ok {
+						t.Errorf("chip %s band %s: %s", id, b.Name(), diff)
+					}
+				}
+				checked++
+			}
+			t.Logf("%d chips in grid EPSG:%d, %d checked against gdalwarp", len(grid.Chips), grid.EPSG, checked)
+		})
+	}
+}
+
+func scene(sn mm.Sensor, a mm.Asset) *mm.Scene {
+	return &mm.Scene{ID: "real", Assets: map[mm.Sensor]mm.Asset{sn: a}}
+}
+
+func TestCutterNeedsTheCardsBands(t *testing.T) {
+	res := fixtureScene(t)
+	sc := &mm.Scene{ID: "x", Assets: map[mm.Sensor]mm.Asset{mm.NAIP: res.Scene.Assets[mm.NAIP]}}
+	src := openScene(t, sc)
+	grid, err := NewGrid(src, GridOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewCutter(src, grid, demoCard(t).Chip, CutOptions{})
+	if err == nil || !mm.IsPermanent(err) || !strings.Contains(err.Error(), "assets.s2: band B04 missing") {
+		t.Fatalf("error %v: want a permanent error naming assets.s2 band B04", err)
+	}
+}

@@ -1,0 +1,110 @@
+package tiles
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/airbusgeo/godal"
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/fixtures"
+	"github.com/methanemap/methanemap/internal/testenv"
+	"github.com/methanemap/methanemap/model"
+)
+
+var (
+	fixtureOnce sync.Once
+	fixtureRes  *fixtures.Result
+	fixtureErr  error
+	tmpRoot     string
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	tmpRoot, err = os.MkdirTemp("", "tiles-test-")
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(tmpRoot)
+	os.Exit(code)
+}
+
+// fixtureScene is one 3 km fixture scene with the six default facilities,
+// written once for the package's tests.
+func fixtureScene(t testing.TB) *fixtures.Result {
+	t.Helper()
+	fixtureOnce.Do(func() {
+		fixtureRes, fixtureErr = fixtures.Write(filepath.Join(tmpRoot, "scene"), fixtures.Options{SizeKM: 3})
+		if fixtureErr == nil {
+			ingest.ResolveHrefs(fixtureRes.Scene, fixtureRes.Dir)
+		}
+	})
+	if fixtureErr != nil {
+		t.Fatal(fixtureErr)
+	}
+	return fixtureRes
+}
+
+func demoCard(t testing.TB) *model.Card {
+	t.Helper()
+	c, err := model.LoadCard(filepath.Join(testenv.Root(), "models", "demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func openScene(t testing.TB, sc *mm.Scene) *ingest.Source {
+	t.Helper()
+	src, err := ingest.Open(context.Background(), sc, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
+}
+
+// gdalwarpChip runs the gdalwarp command-line tool on src for the window
+// and reads back band (1-based) of its output.
+func gdalwarpChip(t testing.TB, src string, band int, w ingest.Window, alg string) []float32 {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "oracle.tif")
+	f := func(v float64) string { return fmt.Sprintf("%.6f", v) }
+	testenv.Run(t, "", "gdalwarp", "-q", "-overwrite", "-t_srs", fmt.Sprintf("EPSG:%d", w.EPSG),
+		"-te", f(w.Bounds[0]), f(w.Bounds[1]), f(w.Bounds[2]), f(w.Bounds[3]),
+		"-ts", fmt.Sprint(w.Width), fmt.Sprint(w.Height), "-r", alg, "-ot", "Float32", "-dstnodata", "nan", "-et", "0", src, out)
+	ds, err := godal.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	buf := make([]float32, w.Width*w.Height)
+	if err := ds.Bands()[band-1].Read(0, 0, buf, w.Width, w.Height); err != nil {
+		t.Fatal(err)
+	}
+	return buf
+}
+
+// sameValues compares two rasters: NaN where the other is NaN, values equal
+// within tol elsewhere. It returns a description of the first difference.
+func sameValues(got, want []float32, tol float64) (string, bool) {
+	if len(got) != len(want) {
+		return fmt.Sprintf("length %d vs %d", len(got), len(want)), false
+	}
+	for i := range got {
+		g, w := float64(got[i]), float64(want[i])
+		if math.IsNaN(g) != math.IsNaN(w) {
+			return fmt.Sprintf("pixel %d: %v vs %v (nodata differs)", i, g, w), false
+		}
+		if !math.IsNaN(g) && math.Abs(g-w) > tol*math.Max(1, math.Abs(w)) {
+			return fmt.Sprintf("pixel %d: %v vs %v", i, g, w), false
+		}
+	}
+	return "", true
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/internal/testenv"
 	"github.com/methanemap/methanemap/model"
+	"github.com/paulmach/orb/geojson"
 )
 
 var (
@@ -35,12 +36,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fixtureScene is one 3 km fixture scene with the six default facilities,
+// fixtureScene is one 4 km fixture scene with the six default facilities,
 // written once for the package's tests.
 func fixtureScene(t testing.TB) *fixtures.Result {
 	t.Helper()
 	fixtureOnce.Do(func() {
-		fixtureRes, fixtureErr = fixtures.Write(filepath.Join(tmpRoot, "scene"), fixtures.Options{SizeKM: 3})
+		fixtureRes, fixtureErr = fixtures.Write(filepath.Join(tmpRoot, "scene"), fixtures.Options{SizeKM: 4})
 		if fixtureErr == nil {
 			ingest.ResolveHrefs(fixtureRes.Scene, fixtureRes.Dir)
 		}
@@ -107,4 +108,17 @@ func sameValues(got, want []float32, tol float64) (string, bool) {
 		}
 	}
 	return "", true
+}
+
+func readGeoJSON(t testing.TB, path string) *geojson.FeatureCollection {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := geojson.UnmarshalFeatureCollection(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return fc
 }

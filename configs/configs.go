@@ -18,7 +18,8 @@ import (
 
 // Config is everything a methanemap process can be told.
 type Config struct {
-	// Model is the directory of the model card and ONNX file (default models/demo).
+	// Model is the directory of the model card and ONNX file; empty means
+	// the demo model built into the binary.
 	Model string `yaml:"model"`
 	Tiles Tiles  `yaml:"tiles"`
 }
@@ -36,7 +37,7 @@ type Tiles struct {
 
 // Default returns the built-in configuration.
 func Default() Config {
-	return Config{Model: "models/demo", Tiles: Tiles{MinValid: 0.5, MaxCloud: 0.5}}
+	return Config{Tiles: Tiles{MinValid: 0.5, MaxCloud: 0.5}}
 }
 
 // Load reads a YAML file over the defaults (unknown keys are errors), then
@@ -93,8 +94,6 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 // Validate names the first field out of range.
 func (c Config) Validate() error {
 	switch {
-	case c.Model == "":
-		return errors.New("configs: model: required")
 	case c.Tiles.StrideM < 0:
 		return fmt.Errorf("configs: tiles.stride_m: must not be negative, got %d", c.Tiles.StrideM)
 	case c.Tiles.MinValid < 0 || c.Tiles.MinValid > 1:

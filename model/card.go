@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 
 	mm "github.com/methanemap/methanemap"
@@ -38,16 +40,21 @@ func (c *Card) ID() string { return c.Name + "@" + c.Version }
 
 // LoadCard reads and checks dir/model.yaml. It does not open the ONNX file.
 func LoadCard(dir string) (*Card, error) {
-	path := filepath.Join(dir, CardFile)
-	data, err := os.ReadFile(path)
+	return LoadCardFS(os.DirFS(dir), ".", dir)
+}
+
+// LoadCardFS reads and checks dir/model.yaml of fsys (for example the demo
+// model embedded in the binary); name is how errors and Card.Dir call it.
+func LoadCardFS(fsys fs.FS, dir, name string) (*Card, error) {
+	data, err := fs.ReadFile(fsys, path.Join(dir, CardFile))
 	if err != nil {
-		return nil, mm.Permanentf("model: %w", err)
+		return nil, mm.Permanentf("model: %s: %w", filepath.Join(name, CardFile), err)
 	}
 	c, err := ParseCard(data)
 	if err != nil {
-		return nil, mm.Permanentf("model: %s: %w", path, err)
+		return nil, mm.Permanentf("model: %s: %w", filepath.Join(name, CardFile), err)
 	}
-	c.Dir = dir
+	c.Dir = name
 	return c, nil
 }
 

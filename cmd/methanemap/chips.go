@@ -13,6 +13,7 @@ import (
 	"github.com/methanemap/methanemap/configs"
 	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/model"
+	"github.com/methanemap/methanemap/models"
 	"github.com/methanemap/methanemap/tiles"
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/geojson"
@@ -23,7 +24,7 @@ func runChips(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("chips", flag.ContinueOnError)
 	sceneFile := fs.String("scene", "", "scene message, STAC Item or ItemCollection file, or a directory of them (required)")
 	aoiFile := fs.String("aoi", "", "GeoJSON Polygon or MultiPolygon limiting the chips")
-	modelDir := fs.String("model", def.Model, "model directory whose card says how chips are cut")
+	modelDir := fs.String("model", def.Model, "model directory whose card says how chips are cut (default: the built-in demo model)")
 	out := fs.String("out", "", "directory to write chips into (required)")
 	limit := fs.Int("limit", 0, "stop after N chips per scene (0: all)")
 	stride := fs.Int("stride", 0, "scan stride in metres (default: the card's)")
@@ -35,11 +36,11 @@ func runChips(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *sceneFile == "" || *out == "" {
 		return usagef("chips: --scene and --out are required")
 	}
-	card, err := model.LoadCard(*modelDir)
+	scenes, err := loadScenes(*sceneFile)
 	if err != nil {
 		return err
 	}
-	scenes, err := loadScenes(*sceneFile)
+	card, err := loadCard(*modelDir)
 	if err != nil {
 		return err
 	}
@@ -196,3 +197,12 @@ func writeChip(path string, epsg int, id mm.ChipID, t mm.Tensor) error {
 }
 
 func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+
+// loadCard reads the card of a model directory, or of the built-in demo
+// model when dir is empty.
+func loadCard(dir string) (*model.Card, error) {
+	if dir == "" {
+		return model.LoadCardFS(models.Demo, models.DemoDir, "built-in:demo")
+	}
+	return model.LoadCard(dir)
+}

@@ -1,0 +1,40 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	os.WriteFile(p, []byte("model: /m\ntiles:\n  min_valid: 0.8\n"), 0o644)
+	t.Setenv("METHANEMAP_TILES_MAX_CLOUD", "0.2")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Model != "/m" || c.Tiles.MinValid != 0.8 || c.Tiles.MaxCloud != 0.2 {
+		t.Errorf("got %+v", c)
+	}
+	empty := filepath.Join(dir, "empty.yaml")
+	os.WriteFile(empty, nil, 0o644)
+	if _, err := Load(empty); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+	for _, tt := range []struct{ content, env, want string }{
+		{"tiles:\n  min_vaild: 0.8\n", "", "field min_vaild not found"},
+		{"tiles:\n  min_valid: 2\n", "", "tiles.min_valid"},
+		{"", "x", "METHANEMAP_TILES_STRIDE_M"},
+	} {
+		os.WriteFile(p, []byte(tt.content), 0o644)
+		if tt.env != "" {
+			t.Setenv("METHANEMAP_TILES_STRIDE_M", tt.env)
+		}
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want %q", tt.content, err, tt.want)
+		}
+	}
+}

@@ -34,10 +34,6 @@ func (w Window) WarpSwitches(resampling string) []string {
 		"-r", resampling,
 		"-ot", "Float32",
 		"-dstnodata", "nan",
-		// exact coordinate transforms: the default approximation (0.125 px)
-		// depends on how GDAL chunks the output, so the same chip would differ
-		// between an in-memory warp and a warp to a file
-		"-et", "0",
 	}
 }
 

@@ -1,0 +1,201 @@
+package tiles
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/airbusgeo/godal"
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/fixtures"
+	"github.com/paulmach/orb"
+)
+
+// benchScene writes (once per run) a fixture scene of size km.
+func benchScene(b *testing.B, km float64) *fixtures.Result {
+	b.Helper()
+	dir := filepath.Join(tmpRoot, fmt.Sprintf("bench-%gkm", km))
+	res, err := fixtures.Write(dir, fixtures.Options{SizeKM: km})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ingest.ResolveHrefs(res.Scene, res.Dir)
+	return res
+}
+
+// BenchmarkChipBuilding cuts every chip of a 5 km scene with the demo card
+// and, in the same iteration, reads the same source pixels with plain GDAL
+// windowed reads (no warp, no normalisation): the floor chip building
+// could reach. It reports both as chips/s and their ratio.
+func BenchmarkChipBuilding(b *testing.B) {
+	res := benchScene(b, 5)
+	card := demoCard(b)
+	src := openScene(b, res.Scene)
+	grid, err := NewGrid(src, GridOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := NewCutter(src, grid, card.Chip, CutOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	raw := newRawReader(b, src, grid)
+	defer raw.close()
+	var cutTime, rawTime time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		for _, id := range grid.Chips {
+			if _, _, err := c.Cut(context.Background(), id); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t1 := time.Now()
+		for _, id := range grid.Chips {
+			raw.read(b, id)
+		}
+		cutTime += t1.Sub(t0)
+		rawTime += time.Since(t1)
+	}
+	n := float64(len(grid.Chips) * b.N)
+	b.ReportMetric(n/cutTime.Seconds(), "chips/s")
+	b.ReportMetric(n/rawTime.Seconds(), "raw-read-chips/s")
+	b.ReportMetric(cutTime.Seconds()/rawTime.Seconds(), "x-raw-read-time")
+}
+
+// rawReader reads, for a chip, the source pixels of every raster that
+// cover it, at the raster's own resolution.
+type rawReader struct {
+	files []rawFile
+	toLL  *ingest.Transformer
+}
+
+type rawFile struct {
+	ds    *godal.Dataset
+	gt    [6]float64
+	bands int
+	geo   bool // lon/lat raster: chip corners must be transformed
+	buf   []float32
+}
+
+func newRawReader(b *testing.B, src *ingest.Source, grid *Grid) *rawReader {
+	rr := &rawReader{}
+	var err error
+	if rr.toLL, err = ingest.NewTransformer(grid.EPSG, 4326); err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range src.Rasters {
+		ds, err := godal.Open(r.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rr.files = append(rr.files, rawFile{ds: ds, gt: r.GeoTransform, bands: len(r.Bands), geo: !r.Projected})
+	}
+	return rr
+}
+
+func (rr *rawReader) read(b *testing.B, id mm.ChipID) {
+	bb := id.Bounds()
+	for i := range rr.files {
+		f := &rr.files[i]
+		corners := []orb.Point{{bb[0], bb[1]}, {bb[2], bb[3]}}
+		if f.geo {
+			if err := rr.toLL.Points(corners); err != nil {
+				b.Fatal(err)
+			}
+		}
+		st := f.ds.Structure()
+		x0 := clamp(int(math.Floor((corners[0][0]-f.gt[0])/f.gt[1])), 0, st.SizeX)
+		x1 := clamp(int(math.Ceil((corners[1][0]-f.gt[0])/f.gt[1])), 0, st.SizeX)
+		y0 := clamp(int(math.Floor((corners[1][1]-f.gt[3])/f.gt[5])), 0, st.SizeY)
+		y1 := clamp(int(math.Ceil((corners[0][1]-f.gt[3])/f.gt[5])), 0, st.SizeY)
+		w, h := x1-x0, y1-y0
+		if w <= 0 || h <= 0 {
+			continue
+		}
+		if n := w * h * f.bands; cap(f.buf) < n {
+			f.buf = make([]float32, n)
+		}
+		if err := f.ds.Read(x0, y0, f.buf[:w*h*f.bands], w, h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func (rr *rawReader) close() {
+	for _, f := range rr.files {
+		f.ds.Close()
+	}
+	rr.toLL.Close()
+}
+
+func clamp(v, lo, hi int) int { return max(lo, min(hi, v)) }
+
+// BenchmarkChipMemory reports the peak resident memory of a process that
+// opens a scene and cuts every chip, for a 5 km and a 20 km scene. The
+// process is this test binary re-run in child mode, so the figure is the
+// chip iteration's alone.
+func BenchmarkChipMemory(b *testing.B) {
+	for _, km := range []float64{5, 20} {
+		b.Run(fmt.Sprintf("%gkm", km), func(b *testing.B) {
+			res := benchScene(b, km)
+			var peak int64
+			var chips string
+			for range b.N {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestChipMemoryChild$", "-test.count=1")
+				cmd.Env = append(os.Environ(), "METHANEMAP_MEMORY_CHILD="+res.SceneFile)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					b.Fatalf("child: %v\n%s", err, out)
+				}
+				chips = string(out)
+				if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+					peak = max(peak, ru.Maxrss)
+				}
+			}
+			b.ReportMetric(float64(peak)/1024, "peak-MiB")
+			b.Logf("%g km scene: %s", km, chips)
+		})
+	}
+}
+
+// TestChipMemoryChild is the child of BenchmarkChipMemory; it does nothing
+// in a normal test run.
+func TestChipMemoryChild(t *testing.T) {
+	scene := os.Getenv("METHANEMAP_MEMORY_CHILD")
+	if scene == "" {
+		t.Skip("run by BenchmarkChipMemory")
+	}
+	data, err := os.ReadFile(scene)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := mm.ParseScene(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest.ResolveHrefs(sc, filepath.Dir(scene))
+	src := openScene(t, sc)
+	grid, err := NewGrid(src, GridOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCutter(src, grid, demoCard(t).Chip, CutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Each(context.Background(), func(mm.Chip) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("%d chips cut, skipped %v\n", st.Cut, st.Skipped)
+}

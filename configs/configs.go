@@ -20,8 +20,17 @@ import (
 type Config struct {
 	// Model is the directory of the model card and ONNX file; empty means
 	// the demo model built into the binary.
-	Model string `yaml:"model"`
-	Tiles Tiles  `yaml:"tiles"`
+	Model  string `yaml:"model"`
+	Ingest Ingest `yaml:"ingest"`
+	Tiles  Tiles  `yaml:"tiles"`
+}
+
+// Ingest configures raster reading.
+type Ingest struct {
+	// GDALCacheMB bounds GDAL's block cache (default 256 MiB; GDAL's own
+	// default is 5% of the machine's memory). The GDAL_CACHEMAX environment
+	// variable, when set, wins.
+	GDALCacheMB int `yaml:"gdal_cache_mb"`
 }
 
 // Tiles configures the chip grid and the skip rules.
@@ -37,7 +46,7 @@ type Tiles struct {
 
 // Default returns the built-in configuration.
 func Default() Config {
-	return Config{Tiles: Tiles{MinValid: 0.5, MaxCloud: 0.5}}
+	return Config{Ingest: Ingest{GDALCacheMB: 256}, Tiles: Tiles{MinValid: 0.5, MaxCloud: 0.5}}
 }
 
 // Load reads a YAML file over the defaults (unknown keys are errors), then
@@ -62,13 +71,13 @@ func Load(path string) (Config, error) {
 	return c, c.Validate()
 }
 
-// applyEnv reads METHANEMAP_MODEL, METHANEMAP_TILES_STRIDE_M,
+// applyEnv reads METHANEMAP_MODEL, METHANEMAP_INGEST_GDAL_CACHE_MB, METHANEMAP_TILES_STRIDE_M,
 // METHANEMAP_TILES_MIN_VALID and METHANEMAP_TILES_MAX_CLOUD.
 func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	if v, ok := lookup("METHANEMAP_MODEL"); ok {
 		c.Model = v
 	}
-	ints := map[string]*int{"METHANEMAP_TILES_STRIDE_M": &c.Tiles.StrideM}
+	ints := map[string]*int{"METHANEMAP_TILES_STRIDE_M": &c.Tiles.StrideM, "METHANEMAP_INGEST_GDAL_CACHE_MB": &c.Ingest.GDALCacheMB}
 	for k, p := range ints {
 		if v, ok := lookup(k); ok {
 			n, err := strconv.Atoi(v)
@@ -94,6 +103,8 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 // Validate names the first field out of range.
 func (c Config) Validate() error {
 	switch {
+	case c.Ingest.GDALCacheMB < 16:
+		return fmt.Errorf("configs: ingest.gdal_cache_mb: want at least 16, got %d", c.Ingest.GDALCacheMB)
 	case c.Tiles.StrideM < 0:
 		return fmt.Errorf("configs: tiles.stride_m: must not be negative, got %d", c.Tiles.StrideM)
 	case c.Tiles.MinValid < 0 || c.Tiles.MinValid > 1:

@@ -174,6 +174,10 @@ func TestChipMemoryChild(t *testing.T) {
 	if scene == "" {
 		t.Skip("run by BenchmarkChipMemory")
 	}
+	// as the CLI does by default (configs.Default().Ingest.GDALCacheMB)
+	if err := ingest.SetCacheMax(256); err != nil {
+		t.Fatal(err)
+	}
 	data, err := os.ReadFile(scene)
 	if err != nil {
 		t.Fatal(err)

@@ -19,17 +19,16 @@ import (
 	"github.com/paulmach/orb/geojson"
 )
 
-func runChips(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	def := configs.Default()
+func runChips(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chips", flag.ContinueOnError)
 	sceneFile := fs.String("scene", "", "scene message, STAC Item or ItemCollection file, or a directory of them (required)")
 	aoiFile := fs.String("aoi", "", "GeoJSON Polygon or MultiPolygon limiting the chips")
-	modelDir := fs.String("model", def.Model, "model directory whose card says how chips are cut (default: the built-in demo model)")
+	modelDir := fs.String("model", cfg.Model, "model directory whose card says how chips are cut (default: the built-in demo model)")
 	out := fs.String("out", "", "directory to write chips into (required)")
 	limit := fs.Int("limit", 0, "stop after N chips per scene (0: all)")
-	stride := fs.Int("stride", 0, "scan stride in metres (default: the card's)")
-	minValid := fs.Float64("min-valid", def.Tiles.MinValid, "skip chips with a smaller share of valid pixels")
-	maxCloud := fs.Float64("max-cloud", def.Tiles.MaxCloud, "skip chips with a larger share of cloud")
+	stride := fs.Int("stride", cfg.Tiles.StrideM, "scan stride in metres (0: the model card's)")
+	minValid := fs.Float64("min-valid", cfg.Tiles.MinValid, "skip chips with a smaller share of valid pixels")
+	maxCloud := fs.Float64("max-cloud", cfg.Tiles.MaxCloud, "skip chips with a larger share of cloud")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

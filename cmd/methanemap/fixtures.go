@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/configs"
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/paulmach/orb"
 )
@@ -48,7 +49,7 @@ func parseLonLat(s string) (orb.Point, error) {
 	return orb.Point{lon, lat}, nil
 }
 
-func runFixtures(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runFixtures(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fixtures", flag.ContinueOnError)
 	out := fs.String("out", "", "directory to write the scene into (required)")
 	center := fs.String("center", fmt.Sprintf("%g,%g", fixtures.DefaultCenter[0], fixtures.DefaultCenter[1]), "scene centre as LON,LAT")

@@ -19,6 +19,8 @@ import (
 	"syscall"
 
 	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/configs"
+	"github.com/methanemap/methanemap/ingest"
 )
 
 // usageError is bad usage: exit code 2 with the usage text.
@@ -30,7 +32,7 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 
 type command struct {
 	name, summary string
-	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	run           func(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error
 }
 
 var commands = []command{
@@ -58,8 +60,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(ctx, args[1:], stdout, stderr)
-		return exitCode(err, stderr)
+		cfg, err := setup()
+		if err != nil {
+			return exitCode(err, stderr)
+		}
+		return exitCode(c.run(ctx, cfg, args[1:], stdout, stderr), stderr)
 	}
 	fmt.Fprintf(stderr, "methanemap: unknown command %q\n\n", args[0])
 	usage(stderr)
@@ -112,4 +117,21 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	return nil
+}
+
+// setup loads the configuration (the YAML file named by METHANEMAP_CONFIG,
+// then METHANEMAP_* overrides; flags come last, in each command) and applies
+// process-wide settings: GDAL's block cache is bounded unless GDAL_CACHEMAX
+// is set.
+func setup() (configs.Config, error) {
+	cfg, err := configs.Load(os.Getenv("METHANEMAP_CONFIG"))
+	if err != nil {
+		return cfg, mm.Permanent(err)
+	}
+	if os.Getenv("GDAL_CACHEMAX") == "" {
+		if err := ingest.SetCacheMax(cfg.Ingest.GDALCacheMB); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
 }

@@ -18,19 +18,21 @@ type Grid struct {
 	FootprintM int
 	StrideM    int
 	// Coverage is the bounding box, in the grid CRS, of the ground every
-	// sensor covers (clipped to the AOI's bounds when there is one).
+	// sensor covers (clipped to the AOIs' bounds).
 	Coverage orb.Bound
 	// Chips lists the cells that touch every sensor's footprint and the
-	// AOI, north to south, west to east.
+	// AOIs, north to south, west to east.
 	Chips []mm.ChipID
 }
 
 // GridOptions tune NewGrid.
 type GridOptions struct {
-	FootprintM int          // default DefaultFootprintM
-	StrideM    int          // default FootprintM
-	EPSG       int          // force a grid CRS (default: NAIP's if projected, else UTM of the centre)
-	AOI        orb.Geometry // WGS84 Polygon or MultiPolygon; nil for none
+	FootprintM int // default DefaultFootprintM
+	StrideM    int // default FootprintM
+	EPSG       int // force a grid CRS (default: NAIP's if projected, else UTM of the centre)
+	// AOIs are WGS84 Polygons or MultiPolygons (the scene's, the user's):
+	// a chip must touch every one of them.
+	AOIs []orb.Geometry
 }
 
 // NewGrid lays the chip grid over the opened scene. It fails (permanently)
@@ -69,28 +71,26 @@ func NewGrid(src *ingest.Source, opts GridOptions) (*Grid, error) {
 		}
 		g.Coverage = intersect(g.Coverage, ring.Bound())
 	}
-	var aoi []orb.Polygon
-	if opts.AOI != nil {
-		var err error
-		if aoi, err = projectAOI(opts.AOI, g.EPSG); err != nil {
+	var aois [][]orb.Polygon
+	sensors := g.Coverage
+	for _, a := range opts.AOIs {
+		aoi, err := projectAOI(a, g.EPSG)
+		if err != nil {
 			return nil, err
 		}
-		var ab orb.Bound
-		for i, p := range aoi {
-			if i == 0 {
-				ab = p.Bound()
-			} else {
-				ab = ab.Union(p.Bound())
-			}
+		ab := aoi[0].Bound()
+		for _, p := range aoi[1:] {
+			ab = ab.Union(p.Bound())
 		}
-		if !g.Coverage.Intersects(ab) {
+		if !sensors.Intersects(ab) {
 			return nil, mm.Permanentf("aoi: does not overlap the scene's coverage")
 		}
 		g.Coverage = intersect(g.Coverage, ab)
+		aois = append(aois, aoi)
 	}
-	g.Chips = g.enumerate(rings, aoi)
-	if len(g.Chips) == 0 && len(aoi) > 0 {
-		return nil, mm.Permanentf("aoi: does not overlap the scene's coverage")
+	g.Chips = g.enumerate(rings, aois)
+	if len(g.Chips) == 0 && len(aois) > 0 {
+		return nil, mm.Permanentf("aoi: no chip of the scene touches every area of interest")
 	}
 	return g, nil
 }
@@ -114,7 +114,7 @@ func intersect(a, b orb.Bound) orb.Bound {
 
 // enumerate lists the cells touching the coverage box, every footprint and
 // the AOI.
-func (g *Grid) enumerate(rings []orb.Ring, aoi []orb.Polygon) []mm.ChipID {
+func (g *Grid) enumerate(rings []orb.Ring, aois [][]orb.Polygon) []mm.ChipID {
 	s, f := float64(g.StrideM), float64(g.FootprintM)
 	c0 := int(math.Floor((g.Coverage.Min[0]-f)/s)) + 1
 	c1 := int(math.Ceil(g.Coverage.Max[0]/s)) - 1
@@ -125,10 +125,7 @@ func (g *Grid) enumerate(rings []orb.Ring, aoi []orb.Polygon) []mm.ChipID {
 		for col := c0; col <= c1; col++ {
 			id := mm.ChipID{EPSG: g.EPSG, Footprint: g.FootprintM, Stride: g.StrideM, Col: col, Row: row}
 			b := boundOf(id)
-			if !touchesAll(b, rings) {
-				continue
-			}
-			if len(aoi) > 0 && !touchesAny(b, aoi) {
+			if !touchesAll(b, rings) || !touchesEvery(b, aois) {
 				continue
 			}
 			ids = append(ids, id)
@@ -149,6 +146,15 @@ func boundOf(id mm.ChipID) orb.Bound {
 func touchesAll(b orb.Bound, rings []orb.Ring) bool {
 	for _, r := range rings {
 		if !rectTouchesRing(b, r) {
+			return false
+		}
+	}
+	return true
+}
+
+func touchesEvery(b orb.Bound, aois [][]orb.Polygon) bool {
+	for _, aoi := range aois {
+		if !touchesAny(b, aoi) {
 			return false
 		}
 	}

@@ -91,7 +91,7 @@ func TestAOILimitsChips(t *testing.T) {
 	p := truthPoints(t, res)[0]
 	d := 0.002
 	aoi := orb.Polygon{{{p[0] - d, p[1] - d}, {p[0] + d, p[1] - d}, {p[0], p[1] + d}, {p[0] - d, p[1] - d}}}
-	grid, err := NewGrid(src, GridOptions{AOI: aoi})
+	grid, err := NewGrid(src, GridOptions{AOIs: []orb.Geometry{aoi}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +128,32 @@ func TestAOILimitsChips(t *testing.T) {
 		if kept[id.String()] && !touches && !edgesCross(ring, aoi[0]) {
 			t.Errorf("chip %s was kept but does not touch the AOI", id)
 		}
+	}
+}
+
+func TestTwoAOIsMustBothBeTouched(t *testing.T) {
+	res := fixtureScene(t)
+	src := openScene(t, res.Scene)
+	pts := truthPoints(t, res)
+	box := func(p orb.Point) orb.Polygon {
+		d := 0.001
+		return orb.Polygon{{{p[0] - d, p[1] - d}, {p[0] + d, p[1] - d}, {p[0] + d, p[1] + d}, {p[0] - d, p[1] + d}, {p[0] - d, p[1] - d}}}
+	}
+	one, err := NewGrid(src, GridOptions{AOIs: []orb.Geometry{box(pts[0])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := NewGrid(src, GridOptions{AOIs: []orb.Geometry{box(pts[0]), orb.MultiPolygon{box(pts[0]), box(pts[3])}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(one.Chips) == 0 || len(both.Chips) != len(one.Chips) {
+		t.Errorf("AOI around plant 0: %d chips; with a second AOI holding it too: %d", len(one.Chips), len(both.Chips))
+	}
+	// plants 0 and 3 are 2.4 km apart: no chip touches boxes around both
+	_, err = NewGrid(src, GridOptions{AOIs: []orb.Geometry{box(pts[0]), box(pts[3])}})
+	if err == nil || !strings.Contains(err.Error(), "aoi: no chip") {
+		t.Errorf("disjoint AOIs: error %v", err)
 	}
 }
 
@@ -169,8 +195,8 @@ func TestGridErrors(t *testing.T) {
 	}{
 		{"sensors do not overlap", &mm.Scene{ID: "x", Assets: map[mm.Sensor]mm.Asset{
 			mm.NAIP: res.Scene.Assets[mm.NAIP], mm.Sentinel1: far.Scene.Assets[mm.Sentinel1]}}, GridOptions{}, "sensors do not overlap"},
-		{"aoi outside the scene", res.Scene, GridOptions{AOI: orb.Polygon{{{10, 10}, {10.1, 10}, {10.1, 10.1}, {10, 10}}}}, "aoi: does not overlap"},
-		{"aoi that is not a polygon", res.Scene, GridOptions{AOI: orb.LineString{{1, 1}, {2, 2}}}, "aoi: must be a Polygon"},
+		{"aoi outside the scene", res.Scene, GridOptions{AOIs: []orb.Geometry{orb.Polygon{{{10, 10}, {10.1, 10}, {10.1, 10.1}, {10, 10}}}}}, "aoi: does not overlap"},
+		{"aoi that is not a polygon", res.Scene, GridOptions{AOIs: []orb.Geometry{orb.LineString{{1, 1}, {2, 2}}}}, "aoi: must be a Polygon"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -54,11 +54,8 @@ func runChips(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	log := newLogger(stderr)
 	for _, sc := range scenes {
-		if sc.AOI == nil {
-			sc.AOI = aoi
-		}
 		dir := filepath.Join(*out, sc.ID)
-		ex := chipExport{card: card, dir: dir, limit: *limit, stride: *stride,
+		ex := chipExport{card: card, dir: dir, limit: *limit, stride: *stride, aoi: aoi,
 			cut: tiles.CutOptions{MinValid: *minValid, MaxCloud: *maxCloud, KeepRaw: true}}
 		n, st, err := ex.run(ctx, sc)
 		if err != nil {
@@ -77,6 +74,7 @@ type chipExport struct {
 	dir    string
 	limit  int
 	stride int
+	aoi    orb.Geometry // the user's, on top of the scene's own
 	cut    tiles.CutOptions
 }
 
@@ -87,7 +85,13 @@ func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, e
 		return 0, st, err
 	}
 	defer src.Close()
-	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: ex.card.Chip.FootprintM, StrideM: ex.stride, AOI: sc.AOI})
+	var aois []orb.Geometry
+	for _, a := range []orb.Geometry{sc.AOI, ex.aoi} {
+		if a != nil {
+			aois = append(aois, a)
+		}
+	}
+	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: ex.card.Chip.FootprintM, StrideM: ex.stride, AOIs: aois})
 	if err != nil {
 		return 0, st, err
 	}

@@ -6,8 +6,14 @@ export PATH := $(dir $(GO)):$(PATH)
 BIN := bin/methanemap
 DEMO := demo-out
 APT_PACKAGES := libgdal-dev gdal-bin
+# ONNX Runtime 1.24.1 (what onnxruntime_go v1.27.0 expects), taken from the
+# onnxruntime-node package of the npm registry; checked by sha256.
+ORT_VERSION := 1.24.1
+ORT_SHA256 := 53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
+ORT_DIR := /usr/local/lib/methanemap
+ORT_LIB := $(ORT_DIR)/libonnxruntime.so.1
 
-.PHONY: deps build test demo bench fuzz clean
+.PHONY: deps ort build test demo bench fuzz clean
 
 # deps installs what the build and tests need when it is missing.
 deps:
@@ -19,7 +25,20 @@ deps:
 		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
+	@$(MAKE) --no-print-directory ort
 	@$(GO) mod download
+
+# ort installs ONNX Runtime's shared library where the binary looks first.
+ort:
+	@if [ ! -f $(ORT_LIB) ] || ! echo "$(ORT_SHA256)  $(ORT_LIB)" | sha256sum -c --status; then \
+		echo "installing ONNX Runtime $(ORT_VERSION) to $(ORT_LIB)"; \
+		command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null; }; \
+		tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null && \
+		tar xzf onnxruntime-node-$(ORT_VERSION).tgz package/bin/napi-v6/linux/x64/libonnxruntime.so.1 && \
+		echo "$(ORT_SHA256)  package/bin/napi-v6/linux/x64/libonnxruntime.so.1" | sha256sum -c --status && \
+		mkdir -p $(ORT_DIR) && install -m 0644 package/bin/napi-v6/linux/x64/libonnxruntime.so.1 $(ORT_LIB) && \
+		cd / && rm -rf $$tmp; \
+	fi
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/methanemap

@@ -16,7 +16,7 @@ const (
 )
 
 // Classes lists the six classes in the design's order.
-var Classes = []Class{CAFO, CoalMine, Landfill, ProcessingPlant, RefineryTerminal, WastewaterTreatment}
+var Classes = [NumClasses]Class{CAFO, CoalMine, Landfill, ProcessingPlant, RefineryTerminal, WastewaterTreatment}
 
 // ParseClass returns the class named s, or an error listing the valid ids.
 func ParseClass(s string) (Class, error) {

@@ -18,11 +18,26 @@ import (
 
 // Config is everything a methanemap process can be told.
 type Config struct {
-	// Model is the directory of the model card and ONNX file; empty means
-	// the demo model built into the binary.
-	Model  string `yaml:"model"`
+	Model  Model  `yaml:"model"`
 	Ingest Ingest `yaml:"ingest"`
 	Tiles  Tiles  `yaml:"tiles"`
+}
+
+// Model configures the classifier.
+type Model struct {
+	// Dir is the directory of the model card and ONNX file; empty means the
+	// demo model built into the binary.
+	Dir string `yaml:"dir"`
+	// Backend is auto (ONNX Runtime when its library loads, else onnx-go),
+	// onnxruntime or onnxgo.
+	Backend string `yaml:"backend"`
+	// ORTLibrary is the path of ONNX Runtime's shared library, tried before
+	// the place make deps installs it and the system's search path.
+	ORTLibrary string `yaml:"onnxruntime_lib"`
+	// Threads is ONNX Runtime's intra-op thread count (0: its default).
+	Threads int `yaml:"threads"`
+	// BatchSize is how many chips one inference call scores (default 16).
+	BatchSize int `yaml:"batch_size"`
 }
 
 // Ingest configures raster reading.
@@ -46,7 +61,11 @@ type Tiles struct {
 
 // Default returns the built-in configuration.
 func Default() Config {
-	return Config{Ingest: Ingest{GDALCacheMB: 256}, Tiles: Tiles{MinValid: 0.5, MaxCloud: 0.5}}
+	return Config{
+		Model:  Model{Backend: "auto", BatchSize: 16},
+		Ingest: Ingest{GDALCacheMB: 256},
+		Tiles:  Tiles{MinValid: 0.5, MaxCloud: 0.5},
+	}
 }
 
 // Load reads a YAML file over the defaults (unknown keys are errors), then
@@ -71,13 +90,19 @@ func Load(path string) (Config, error) {
 	return c, c.Validate()
 }
 
-// applyEnv reads METHANEMAP_MODEL, METHANEMAP_INGEST_GDAL_CACHE_MB, METHANEMAP_TILES_STRIDE_M,
+// applyEnv reads METHANEMAP_MODEL_DIR, METHANEMAP_MODEL_BACKEND,
+// ONNXRUNTIME_LIB, METHANEMAP_MODEL_THREADS, METHANEMAP_MODEL_BATCH_SIZE,
+// METHANEMAP_INGEST_GDAL_CACHE_MB, METHANEMAP_TILES_STRIDE_M,
 // METHANEMAP_TILES_MIN_VALID and METHANEMAP_TILES_MAX_CLOUD.
 func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
-	if v, ok := lookup("METHANEMAP_MODEL"); ok {
-		c.Model = v
+	strs := map[string]*string{"METHANEMAP_MODEL_DIR": &c.Model.Dir, "METHANEMAP_MODEL_BACKEND": &c.Model.Backend, "ONNXRUNTIME_LIB": &c.Model.ORTLibrary}
+	for k, p := range strs {
+		if v, ok := lookup(k); ok {
+			*p = v
+		}
 	}
-	ints := map[string]*int{"METHANEMAP_TILES_STRIDE_M": &c.Tiles.StrideM, "METHANEMAP_INGEST_GDAL_CACHE_MB": &c.Ingest.GDALCacheMB}
+	ints := map[string]*int{"METHANEMAP_TILES_STRIDE_M": &c.Tiles.StrideM, "METHANEMAP_INGEST_GDAL_CACHE_MB": &c.Ingest.GDALCacheMB,
+		"METHANEMAP_MODEL_THREADS": &c.Model.Threads, "METHANEMAP_MODEL_BATCH_SIZE": &c.Model.BatchSize}
 	for k, p := range ints {
 		if v, ok := lookup(k); ok {
 			n, err := strconv.Atoi(v)
@@ -103,6 +128,12 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 // Validate names the first field out of range.
 func (c Config) Validate() error {
 	switch {
+	case c.Model.Backend != "auto" && c.Model.Backend != "onnxruntime" && c.Model.Backend != "onnxgo":
+		return fmt.Errorf("configs: model.backend: want auto, onnxruntime or onnxgo, got %q", c.Model.Backend)
+	case c.Model.Threads < 0:
+		return fmt.Errorf("configs: model.threads: must not be negative, got %d", c.Model.Threads)
+	case c.Model.BatchSize < 1 || c.Model.BatchSize > 1024:
+		return fmt.Errorf("configs: model.batch_size: want 1 to 1024, got %d", c.Model.BatchSize)
 	case c.Ingest.GDALCacheMB < 16:
 		return fmt.Errorf("configs: ingest.gdal_cache_mb: want at least 16, got %d", c.Ingest.GDALCacheMB)
 	case c.Tiles.StrideM < 0:

@@ -10,13 +10,13 @@ import (
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "c.yaml")
-	os.WriteFile(p, []byte("model: /m\ntiles:\n  min_valid: 0.8\n"), 0o644)
+	os.WriteFile(p, []byte("model:\n  dir: /m\n  backend: onnxgo\ntiles:\n  min_valid: 0.8\n"), 0o644)
 	t.Setenv("METHANEMAP_TILES_MAX_CLOUD", "0.2")
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Model != "/m" || c.Tiles.MinValid != 0.8 || c.Tiles.MaxCloud != 0.2 {
+	if c.Model.Dir != "/m" || c.Model.Backend != "onnxgo" || c.Tiles.MinValid != 0.8 || c.Tiles.MaxCloud != 0.2 {
 		t.Errorf("got %+v", c)
 	}
 	empty := filepath.Join(dir, "empty.yaml")
@@ -27,6 +27,8 @@ func TestLoad(t *testing.T) {
 	for _, tt := range []struct{ content, env, want string }{
 		{"tiles:\n  min_vaild: 0.8\n", "", "field min_vaild not found"},
 		{"tiles:\n  min_valid: 2\n", "", "tiles.min_valid"},
+		{"model:\n  backend: tensorflow\n", "", "model.backend"},
+		{"model:\n  batch_size: 0\n", "", "model.batch_size"},
 		{"", "x", "METHANEMAP_TILES_STRIDE_M"},
 	} {
 		os.WriteFile(p, []byte(tt.content), 0o644)

@@ -23,7 +23,7 @@ func runChips(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	fs := flag.NewFlagSet("chips", flag.ContinueOnError)
 	sceneFile := fs.String("scene", "", "scene message, STAC Item or ItemCollection file, or a directory of them (required)")
 	aoiFile := fs.String("aoi", "", "GeoJSON Polygon or MultiPolygon limiting the chips")
-	modelDir := fs.String("model", cfg.Model, "model directory whose card says how chips are cut (default: the built-in demo model)")
+	modelDir := fs.String("model", cfg.Model.Dir, "model directory whose card says how chips are cut (default: the built-in demo model)")
 	out := fs.String("out", "", "directory to write chips into (required)")
 	limit := fs.Int("limit", 0, "stop after N chips per scene (0: all)")
 	stride := fs.Int("stride", cfg.Tiles.StrideM, "scan stride in metres (0: the model card's)")

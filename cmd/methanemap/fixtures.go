@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -57,6 +58,7 @@ func runFixtures(ctx context.Context, cfg configs.Config, args []string, stdout,
 	seed := fs.Uint64("seed", 1, "random seed")
 	id := fs.String("id", "", "scene id (default derived from the centre)")
 	noCloud := fs.Bool("no-cloud", false, "leave the sky clear")
+	dataset := fs.Int("dataset", 0, "write N training locations in METER-ML's layout instead of one scene")
 	var plants plantFlags
 	fs.Var(&plants, "plant", "plant a facility, CLASS@LON,LAT (repeatable; default one of each class around the centre)")
 	if err := parseFlags(fs, args); err != nil {
@@ -64,6 +66,14 @@ func runFixtures(ctx context.Context, cfg configs.Config, args []string, stdout,
 	}
 	if *out == "" {
 		return usagef("fixtures: --out is required")
+	}
+	if *dataset > 0 {
+		n, err := fixtures.WriteDataset(*out, fixtures.DatasetOptions{N: *dataset, Seed: *seed})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %d locations in METER-ML's layout to %s (labels: %s)\n", n, *out, filepath.Join(*out, "dataset.geojson"))
+		return nil
 	}
 	c, err := parseLonLat(*center)
 	if err != nil {

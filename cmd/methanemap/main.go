@@ -38,6 +38,7 @@ type command struct {
 var commands = []command{
 	{"fixtures", "write a synthetic three-sensor scene with planted facilities", runFixtures},
 	{"chips", "export a scene's chips as GeoTIFFs", runChips},
+	{"model", "model inspect PATH: a model's card, graph and the backends that run it", runModel},
 }
 
 func main() {

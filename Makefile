@@ -5,7 +5,8 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 BIN := bin/methanemap
 DEMO := demo-out
-APT_PACKAGES := libgdal-dev gdal-bin
+# the training script (training/train.py) and its smoke test
+PY_PACKAGES := python3-torch python3-onnx python3-numpy python3-pil python3-yaml
 # ONNX Runtime 1.24.1 (what onnxruntime_go v1.27.0 expects), taken from the
 # onnxruntime-node package of the npm registry; checked by sha256.
 ORT_VERSION := 1.24.1
@@ -20,10 +21,11 @@ deps:
 	@missing=""; \
 	command -v gdal-config >/dev/null || missing="$$missing libgdal-dev"; \
 	command -v gdalwarp >/dev/null || missing="$$missing gdal-bin"; \
+	/usr/bin/python3 -c "import torch, onnx, numpy, PIL, yaml" 2>/dev/null || missing="$$missing $(PY_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(MAKE) --no-print-directory ort
 	@$(GO) mod download

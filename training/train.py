@@ -160,6 +160,7 @@ def main():
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--random-weights", action="store_true", help="export without training (benchmarks)")
+    ap.add_argument("--fixed-batch", type=int, default=0, help="export with a fixed batch size instead of a dynamic one")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -222,17 +223,18 @@ def main():
             with torch.no_grad():
                 s = torch.sigmoid(model(x[val])).numpy()
             for i, c in enumerate(CLASSES):
-                metrics[c] = auprc(y[val][:, i].numpy(), s[:, i])
+                a = auprc(y[val][:, i].numpy(), s[:, i])
+                metrics[c] = None if math.isnan(a) else round(a, 4)  # None: no positive in validation
             print("validation AUPRC:", json.dumps(metrics), flush=True)
     model.eval()
 
     os.makedirs(args.out, exist_ok=True)
     onnx_path = os.path.join(args.out, "model.onnx")
     name = inp["name"]
-    dummy = torch.zeros(2, cin, inp["size"], inp["size"])
+    dummy = torch.zeros(args.fixed_batch or 2, cin, inp["size"], inp["size"])
+    dynamic = None if args.fixed_batch else {name: {0: "batch"}, "logits": {0: "batch"}}
     torch.onnx.export(model, dummy, onnx_path, input_names=[name], output_names=["logits"],
-                      dynamic_axes={name: {0: "batch"}, "logits": {0: "batch"}}, opset_version=13,
-                      do_constant_folding=True)
+                      dynamic_axes=dynamic, opset_version=13, do_constant_folding=True)
     with open(onnx_path, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
 
@@ -247,7 +249,7 @@ def main():
         f.write("#\n# Written by training/train.py (--arch %s, %d epochs, seed %d) from that template.\n" % (args.arch, args.epochs, args.seed))
         yaml.safe_dump(card, f, sort_keys=False, default_flow_style=None, width=120)
 
-    ref_n = 3
+    ref_n = args.fixed_batch or 3
     rx = reference_input(ref_n, cin, inp["size"])
     with torch.no_grad():
         ry = model(torch.from_numpy(rx)).numpy()

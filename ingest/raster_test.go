@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -229,6 +230,40 @@ func TestGDALPath(t *testing.T) {
 	for _, bad := range []string{"", "ftp://host/a.tif"} {
 		if _, err := GDALPath(bad); err == nil || !mm.IsPermanent(err) {
 			t.Errorf("GDALPath(%q): want a permanent error, got %v", bad, err)
+		}
+	}
+}
+
+// TestAlphaBandIsData writes a 4-band Byte GeoTIFF as GDAL does by default,
+// which declares band 4 alpha, and checks that warps read it as data: NAIP's
+// NIR must never be used as a transparency mask.
+func TestAlphaBandIsData(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "rgba.tif")
+	testenv.Run(t, "", "gdal_translate", "-q", "-co", "PHOTOMETRIC=RGB", "-co", "ALPHA=YES", writeTestTIFF(t, dir, "src.tif", 4, "Byte", ""), p)
+	if !strings.Contains(testenv.Run(t, "", "gdalinfo", p), "ColorInterp=Alpha") {
+		t.Fatal("the test file has no alpha band")
+	}
+	src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: p}}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	w := Window{EPSG: 32615, Bounds: [4]float64{440000, 4644000, 446000, 4650000}, Width: 600, Height: 600}
+	v, err := src.Rasters[0].Warp(context.Background(), w, Nearest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 600 * 600
+	for i, x := range v {
+		if x != x {
+			t.Fatalf("band %d pixel %d is nodata: the alpha band masked the data", i/n+1, i%n)
+		}
+	}
+	for b := 1; b <= 4; b++ {
+		want := strings.TrimSpace(testenv.Run(t, "", "gdallocationinfo", "-valonly", "-b", fmt.Sprint(b), p, "17", "3"))
+		if got := fmt.Sprint(v[(b-1)*n+3*600+17]); got != want {
+			t.Errorf("band %d at (17,3): %s, gdallocationinfo reads %s", b, got, want)
 		}
 	}
 }

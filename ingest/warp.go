@@ -34,6 +34,8 @@ func (w Window) WarpSwitches(resampling string) []string {
 		"-r", resampling,
 		"-ot", "Float32",
 		"-dstnodata", "nan",
+		// a band GDAL calls alpha (NAIP's NIR often is) is data, not a mask
+		"-nosrcalpha",
 	}
 }
 

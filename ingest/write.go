@@ -21,6 +21,7 @@ type GeoTIFFSpec struct {
 	Descriptions []string // one per band, optional
 	Compress     string   // DEFLATE by default
 	ZLevel       int      // DEFLATE level 1 (fast) to 9 (small); 0: GDAL's default (6)
+	Options      []string // more GTiff creation options, such as PHOTOMETRIC=RGB
 }
 
 // strip is how many rows the fill function is asked for at a time: one row of
@@ -50,6 +51,7 @@ func WriteGeoTIFF(spec GeoTIFFSpec, fill func(y0, rows int, buf []float64) error
 	if spec.Bands > 1 {
 		co = append(co, "INTERLEAVE=BAND")
 	}
+	co = append(co, spec.Options...)
 	if spec.ZLevel > 0 {
 		co = append(co, fmt.Sprintf("ZLEVEL=%d", spec.ZLevel))
 	}

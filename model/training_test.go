@@ -1,9 +1,20 @@
 package model
 
 import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/tiles"
+	"github.com/paulmach/orb"
 
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/internal/testenv"
@@ -49,5 +60,98 @@ func TestTrainingSmoke(t *testing.T) {
 	}
 	if d := maxDiff(scoreWith(t, m, ONNXGo, 16, chips), together); d > 1e-4 {
 		t.Errorf("onnx-go differs from onnxruntime by %g", d)
+	}
+}
+
+// TestTrainingInputsMatchChips checks that training/train.py builds, from a
+// location in METER-ML's layout, the same model input the Go chip cutter
+// cuts from the scene for the same ground: exactly for bands at or below
+// the card's resolution, and away from the edges for bands it enlarges
+// (GDAL sees past a chip's edge, the script cannot).
+func TestTrainingInputsMatchChips(t *testing.T) {
+	card, err := LoadCard(filepath.Join(testenv.Root(), "models", "demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := fixtures.Write(t.TempDir(), fixtures.Options{SizeKM: 2.5, Center: orb.Point{-96.45, 43.49},
+		Plants: []fixtures.Plant{{Class: mm.CoalMine, Lon: -96.45, Lat: 43.49}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest.ResolveHrefs(res.Scene, res.Dir)
+	src, err := ingest.Open(context.Background(), res.Scene, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	grid, err := tiles.NewGrid(src, tiles.GridOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tiles.NewCutter(src, grid, card.Chip, tiles.CutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// a chip wholly inside every sensor: at the scene's edges the two sides
+	// see nodata differently (GDAL knows it, the arrays hold zeros)
+	var chip mm.Chip
+	for _, cand := range grid.Chips {
+		if chip, _, err = c.Cut(context.Background(), cand); err != nil {
+			t.Fatal(err)
+		}
+		if chip.ValidFraction == 1 {
+			break
+		}
+	}
+	if chip.ValidFraction != 1 {
+		t.Fatal("no chip wholly inside the scene")
+	}
+	id := chip.ID
+	dir := t.TempDir()
+	if err := fixtures.WriteLocation(filepath.Join(dir, "loc"), src, grid.EPSG, id.Bounds()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4*len(chip.Inputs[0].Data))
+	for i, v := range chip.Inputs[0].Data {
+		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.f32"), buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `
+import sys, yaml, numpy as np
+sys.path.insert(0, sys.argv[1])
+import train
+inp = yaml.safe_load(open(sys.argv[2]))["chip"]["inputs"][0]
+py = train.build_input(sys.argv[3] + "/loc", inp)
+go = np.fromfile(sys.argv[3] + "/go.f32", dtype=np.float32).reshape(py.shape)
+for i, b in enumerate(inp["bands"]):
+    d = np.abs(py[i] - go[i])
+    print(b["sensor"] + ":" + b["band"], float(d.max()), float(d[4:-4, 4:-4].max()))
+`
+	out, err := exec.Command("/usr/bin/python3", "-c", script, filepath.Join(testenv.Root(), "training"),
+		filepath.Join(testenv.Root(), "models", "demo", "model.yaml"), dir).Output()
+	if err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	enlarged := map[string]bool{}
+	for _, b := range fixtures.S2Bands20m {
+		enlarged["s2:"+b] = true
+	}
+	for _, b := range fixtures.S2Bands60m {
+		enlarged["s2:"+b] = true
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(card.Chip.Inputs[0].Bands) {
+		t.Fatalf("python compared %d bands:\n%s", len(lines), out)
+	}
+	for _, line := range lines {
+		var band string
+		var all, interior float64
+		fmt.Sscan(line, &band, &all, &interior)
+		if enlarged[band] && interior > 1e-4 || !enlarged[band] && all > 1e-4 {
+			t.Errorf("%s: train.py's input differs from the Go chip by %g (%g away from the edges)", band, all, interior)
+		}
 	}
 }

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/configs"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/fixtures"
+	"github.com/methanemap/methanemap/model"
+	"github.com/methanemap/methanemap/tiles"
+	"github.com/paulmach/orb"
+)
+
+// heldOutCentres are scene centres the training set (fixtures.WriteDataset)
+// never draws around.
+var heldOutCentres = []orb.Point{{-96.45, 43.49}, {-90.33, 30.01}, {-81.02, 39.89}, {-105.20, 39.95}, {-100.11, 35.39}, {-121.46, 38.45}}
+
+func runEval(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
+	var scenes stringList
+	fs.Var(&scenes, "scene", "fixture scene.json with truth.geojson beside it (repeatable)")
+	heldOut := fs.Int("held-out", 0, "write N held-out fixture scenes and evaluate on them")
+	modelDir := fs.String("model", cfg.Model.Dir, "model directory (default: the built-in demo model)")
+	backend := fs.String("backend", cfg.Model.Backend, "auto, onnxruntime or onnxgo")
+	batch := fs.Int("batch", cfg.Model.BatchSize, "chips per inference call")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(scenes) == 0 && *heldOut == 0 {
+		return usagef("eval: give --scene FILE or --held-out N")
+	}
+	m, err := loadModel(*modelDir)
+	if err != nil {
+		return err
+	}
+	opts := backendOptions(cfg, *backend)
+	scorer, err := model.NewScorer(m, model.ScorerOptions{BackendOptions: opts, BatchSize: *batch})
+	if err != nil {
+		return err
+	}
+	defer scorer.Close()
+	log := newLogger(stderr)
+	if scorer.Fallback != nil {
+		log.Warn("ONNX Runtime unavailable, using onnx-go", "reason", scorer.Fallback)
+	}
+	log.Info("model", "model", m.Card.ID(), "backend", scorer.Backend(), "batch", scorer.BatchSize())
+	if *heldOut > 0 {
+		dir, err := os.MkdirTemp("", "methanemap-eval-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		for i := range *heldOut {
+			c := heldOutCentres[i%len(heldOutCentres)]
+			res, err := fixtures.Write(filepath.Join(dir, fmt.Sprint(i)), fixtures.Options{
+				Center: c, SizeKM: 5, Seed: 9000 + uint64(i), ID: fmt.Sprintf("heldout_%d", i),
+				Plants: fixtures.DefaultPlants(orb.Point{c[0] + float64(i)*0.001, c[1]}, 5)})
+			if err != nil {
+				return err
+			}
+			scenes = append(scenes, res.SceneFile)
+		}
+	}
+	var all []labelled
+	for _, f := range scenes {
+		got, err := evalScene(ctx, f, m, scorer, stdout)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		all = append(all, got...)
+	}
+	fmt.Fprintf(stdout, "\n%s on %d chips of %d scene(s), backend %s\n%-34s %9s %9s\n", m.Card.ID(), len(all), len(scenes), scorer.Backend(), "class", "positives", "AUPRC")
+	for i, c := range mm.Classes {
+		ap, pos := auprc(all, i)
+		fmt.Fprintf(stdout, "%-34s %9d %9.3f\n", c, pos, ap)
+	}
+	return nil
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// labelled is one chip's scores and truth.
+type labelled struct {
+	scores mm.Scores
+	truth  [mm.NumClasses]bool
+}
+
+// evalScene scores every chip of a fixture scene and labels each with the
+// classes whose planted centre it holds.
+func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *model.Scorer, w io.Writer) ([]labelled, error) {
+	scs, err := loadScenes(sceneFile)
+	if err != nil {
+		return nil, err
+	}
+	sc := scs[0]
+	truth, err := readTruth(filepath.Join(filepath.Dir(sceneFile), "truth.geojson"))
+	if err != nil {
+		return nil, err
+	}
+	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: withSCL(sc, m.Card.Chip.Sensors())})
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: m.Card.Chip.FootprintM})
+	if err != nil {
+		return nil, err
+	}
+	cutter, err := tiles.NewCutter(src, grid, m.Card.Chip, tiles.CutOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer cutter.Close()
+	var chips []mm.Chip
+	if _, err := cutter.Each(ctx, func(c mm.Chip) error { chips = append(chips, c); return nil }); err != nil {
+		return nil, err
+	}
+	scores, err := scorer.Score(ctx, chips)
+	if err != nil {
+		return nil, err
+	}
+	toGrid, err := ingest.NewTransformer(4326, grid.EPSG)
+	if err != nil {
+		return nil, err
+	}
+	defer toGrid.Close()
+	out := make([]labelled, len(chips))
+	for i := range chips {
+		out[i].scores = scores[i]
+	}
+	for _, tp := range truth {
+		xy, err := toGrid.Point(tp.lonlat)
+		if err != nil {
+			return nil, err
+		}
+		for i, c := range chips {
+			b := c.ID.Bounds()
+			if xy[0] >= b[0] && xy[0] < b[2] && xy[1] >= b[1] && xy[1] < b[3] {
+				k := classIndexOf(tp.class)
+				out[i].truth[k] = true
+				fmt.Fprintf(w, "%s %-32s at %9.5f,%8.5f chip %-22s score %.3f\n", sc.ID, tp.class, tp.lonlat[0], tp.lonlat[1], c.ID, scores[i][k])
+			}
+		}
+	}
+	return out, nil
+}
+
+type truthPoint struct {
+	class  mm.Class
+	lonlat orb.Point
+}
+
+func readTruth(path string) ([]truthPoint, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, mm.Permanentf("truth: %w", err)
+	}
+	var fc struct {
+		Features []struct {
+			Geometry struct {
+				Coordinates []float64 `json:"coordinates"`
+			} `json:"geometry"`
+			Properties struct {
+				Class mm.Class `json:"class"`
+			} `json:"properties"`
+		} `json:"features"`
+	}
+	if err := json.Unmarshal(data, &fc); err != nil {
+		return nil, mm.Permanentf("truth %s: %w", path, err)
+	}
+	var out []truthPoint
+	for _, f := range fc.Features {
+		if len(f.Geometry.Coordinates) < 2 {
+			continue
+		}
+		out = append(out, truthPoint{f.Properties.Class, orb.Point{f.Geometry.Coordinates[0], f.Geometry.Coordinates[1]}})
+	}
+	return out, nil
+}
+
+func classIndexOf(c mm.Class) int {
+	for i, k := range mm.Classes {
+		if k == c {
+			return i
+		}
+	}
+	return 0
+}
+
+// auprc is the average precision of class k over the chips: the mean of
+// the precision at each positive, ranking by score.
+func auprc(chips []labelled, k int) (float64, int) {
+	idx := make([]int, len(chips))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return chips[idx[a]].scores[k] > chips[idx[b]].scores[k] })
+	tp, sum := 0, 0.0
+	for rank, i := range idx {
+		if chips[i].truth[k] {
+			tp++
+			sum += float64(tp) / float64(rank+1)
+		}
+	}
+	if tp == 0 {
+		return 0, 0
+	}
+	return sum / float64(tp), tp
+}

@@ -16,7 +16,14 @@ RUN go mod download
 COPY . .
 RUN go build -trimpath -o /out/methanemap ./cmd/methanemap
 
+FROM ${GDAL_IMAGE} AS ort
+ARG ORT_VERSION=1.24.1
+ADD https://github.com/microsoft/onnxruntime/releases/download/v${ORT_VERSION}/onnxruntime-linux-x64-${ORT_VERSION}.tgz /tmp/ort.tgz
+RUN mkdir -p /out && tar xzf /tmp/ort.tgz -C /tmp \
+ && cp -L /tmp/onnxruntime-linux-x64-${ORT_VERSION}/lib/libonnxruntime.so.1 /out/
+
 FROM ${GDAL_IMAGE}
+COPY --from=ort /out/libonnxruntime.so.1 /usr/local/lib/methanemap/libonnxruntime.so.1
 RUN groupadd --system methanemap \
  && useradd --system --gid methanemap --home-dir /var/lib/methanemap --create-home methanemap
 COPY --from=build /out/methanemap /usr/local/bin/methanemap

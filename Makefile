@@ -14,7 +14,7 @@ ORT_SHA256 := 53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
 ORT_DIR := /usr/local/lib/methanemap
 ORT_LIB := $(ORT_DIR)/libonnxruntime.so.1
 
-.PHONY: deps ort build test demo bench fuzz clean
+.PHONY: deps ort build test demo eval train bench fuzz clean
 
 # deps installs what the build and tests need when it is missing.
 deps:
@@ -49,16 +49,29 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# demo writes a fixture scene with one facility of each class and exports
-# its chips (scoring arrives with the model).
+# demo writes a fixture scene with one facility of each class, exports its
+# chips and scores them with the demo model against the planted truth.
 demo: build
 	rm -rf $(DEMO)
 	./$(BIN) fixtures --out $(DEMO)/scene
 	./$(BIN) chips --scene $(DEMO)/scene/scene.json --out $(DEMO)/chips
+	./$(BIN) model inspect
+	./$(BIN) eval --scene $(DEMO)/scene/scene.json
 	@echo
 	@echo "demo scene:  $(DEMO)/scene  (naip.tif, s2/*.tif, s1.tif, scene.json, truth.geojson)"
 	@echo "demo chips:  $(DEMO)/chips  (one GeoTIFF per chip, chips.geojson indexes them)"
 	@echo "try:         gdalinfo $$(ls $(DEMO)/chips/*/*.tif | head -1)"
+
+# eval prints the demo model's per-class AUPRC on held-out synthetic scenes.
+eval: build
+	./$(BIN) eval --held-out 6
+
+# train regenerates the demo model: a METER-ML-layout dataset of fixture
+# locations, then training/train.py (about 10 minutes on 2 cores).
+train: build
+	rm -rf $(DEMO)/dataset
+	./$(BIN) fixtures --dataset 600 --seed 1 --out $(DEMO)/dataset
+	/usr/bin/python3 training/train.py --data $(DEMO)/dataset --card models/demo/model.yaml --out models/demo --epochs 25 --seed 1
 
 # bench measures chip building against GDAL's raw read of the same pixels,
 # and peak memory of chip iteration over 5 km and 20 km scenes.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -78,10 +79,19 @@ func runEval(ctx context.Context, cfg configs.Config, args []string, stdout, std
 		}
 		all = append(all, got...)
 	}
-	fmt.Fprintf(stdout, "\n%s on %d chips of %d scene(s), backend %s\n%-34s %9s %9s\n", m.Card.ID(), len(all), len(scenes), scorer.Backend(), "class", "positives", "AUPRC")
+	fmt.Fprintf(stdout, "\n%s on %d chips of %d scene(s), backend %s\n", m.Card.ID(), len(all), len(scenes), scorer.Backend())
+	fmt.Fprintf(stdout, "AUPRC: all chips (positive: holds the facility's centre), and without the chips that hold\nonly part of a facility of that class (neither clearly positive nor negative)\n")
+	fmt.Fprintf(stdout, "%-34s %9s %9s %10s %9s\n", "class", "positives", "AUPRC", "ambiguous", "AUPRC")
 	for i, c := range mm.Classes {
-		ap, pos := auprc(all, i)
-		fmt.Fprintf(stdout, "%-34s %9d %9.3f\n", c, pos, ap)
+		ap, pos := auprc(all, i, false)
+		apx, _ := auprc(all, i, true)
+		amb := 0
+		for _, l := range all {
+			if l.ambiguous[i] {
+				amb++
+			}
+		}
+		fmt.Fprintf(stdout, "%-34s %9d %9.3f %10d %9.3f\n", c, pos, ap, amb, apx)
 	}
 	return nil
 }
@@ -91,10 +101,12 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// labelled is one chip's scores and truth.
+// labelled is one chip's scores and truth. A chip that holds part of a
+// facility of a class but not its centre is ambiguous for that class.
 type labelled struct {
-	scores mm.Scores
-	truth  [mm.NumClasses]bool
+	scores    mm.Scores
+	truth     [mm.NumClasses]bool
+	ambiguous [mm.NumClasses]bool
 }
 
 // evalScene scores every chip of a fixture scene and labels each with the
@@ -145,12 +157,15 @@ func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *mo
 		if err != nil {
 			return nil, err
 		}
+		k := classIndexOf(tp.class)
 		for i, c := range chips {
 			b := c.ID.Bounds()
-			if xy[0] >= b[0] && xy[0] < b[2] && xy[1] >= b[1] && xy[1] < b[3] {
-				k := classIndexOf(tp.class)
+			switch {
+			case xy[0] >= b[0] && xy[0] < b[2] && xy[1] >= b[1] && xy[1] < b[3]:
 				out[i].truth[k] = true
 				fmt.Fprintf(w, "%s %-32s at %9.5f,%8.5f chip %-22s score %.3f\n", sc.ID, tp.class, tp.lonlat[0], tp.lonlat[1], c.ID, scores[i][k])
+			case math.Hypot(math.Max(b[0]-xy[0], math.Max(0, xy[0]-b[2])), math.Max(b[1]-xy[1], math.Max(0, xy[1]-b[3]))) < tp.radius:
+				out[i].ambiguous[k] = true
 			}
 		}
 	}
@@ -160,6 +175,7 @@ func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *mo
 type truthPoint struct {
 	class  mm.Class
 	lonlat orb.Point
+	radius float64 // metres from the centre that the facility may cover
 }
 
 func readTruth(path string) ([]truthPoint, error) {
@@ -173,7 +189,8 @@ func readTruth(path string) ([]truthPoint, error) {
 				Coordinates []float64 `json:"coordinates"`
 			} `json:"geometry"`
 			Properties struct {
-				Class mm.Class `json:"class"`
+				Class  mm.Class `json:"class"`
+				Radius float64  `json:"radius_m"`
 			} `json:"properties"`
 		} `json:"features"`
 	}
@@ -185,7 +202,11 @@ func readTruth(path string) ([]truthPoint, error) {
 		if len(f.Geometry.Coordinates) < 2 {
 			continue
 		}
-		out = append(out, truthPoint{f.Properties.Class, orb.Point{f.Geometry.Coordinates[0], f.Geometry.Coordinates[1]}})
+		r := f.Properties.Radius
+		if r == 0 {
+			r = 300
+		}
+		out = append(out, truthPoint{f.Properties.Class, orb.Point{f.Geometry.Coordinates[0], f.Geometry.Coordinates[1]}, r})
 	}
 	return out, nil
 }
@@ -200,11 +221,14 @@ func classIndexOf(c mm.Class) int {
 }
 
 // auprc is the average precision of class k over the chips: the mean of
-// the precision at each positive, ranking by score.
-func auprc(chips []labelled, k int) (float64, int) {
-	idx := make([]int, len(chips))
-	for i := range idx {
-		idx[i] = i
+// the precision at each positive, ranking by score; skipAmbiguous leaves
+// out chips ambiguous for the class.
+func auprc(chips []labelled, k int, skipAmbiguous bool) (float64, int) {
+	var idx []int
+	for i := range chips {
+		if !(skipAmbiguous && chips[i].ambiguous[k]) {
+			idx = append(idx, i)
+		}
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return chips[idx[a]].scores[k] > chips[idx[b]].scores[k] })
 	tp, sum := 0, 0.0

@@ -6,7 +6,7 @@ export PATH := $(dir $(GO)):$(PATH)
 BIN := bin/methanemap
 DEMO := demo-out
 # the training script (training/train.py) and its smoke test
-PY_PACKAGES := python3-torch python3-onnx python3-numpy python3-pil python3-yaml
+PY_PACKAGES := python3-torch python3-torchvision python3-onnx python3-numpy python3-pil python3-yaml
 # ONNX Runtime 1.24.1 (what onnxruntime_go v1.27.0 expects), taken from the
 # onnxruntime-node package of the npm registry; checked by sha256.
 ORT_VERSION := 1.24.1
@@ -21,7 +21,7 @@ deps:
 	@missing=""; \
 	command -v gdal-config >/dev/null || missing="$$missing libgdal-dev"; \
 	command -v gdalwarp >/dev/null || missing="$$missing gdal-bin"; \
-	/usr/bin/python3 -c "import torch, onnx, numpy, PIL, yaml" 2>/dev/null || missing="$$missing $(PY_PACKAGES)"; \
+	/usr/bin/python3 -c "import torch, torchvision, onnx, numpy, PIL, yaml" 2>/dev/null || missing="$$missing $(PY_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing" >&2; exit 1; fi; \
@@ -74,10 +74,12 @@ train: build
 	/usr/bin/python3 training/train.py --data $(DEMO)/dataset --card models/demo/model.yaml --out models/demo --epochs 25 --seed 1
 
 # bench measures chip building against GDAL's raw read of the same pixels,
-# and peak memory of chip iteration over 5 km and 20 km scenes.
+# peak memory of chip iteration over 5 km and 20 km scenes, and inference
+# per backend and batch size (demo model, and DenseNet-121 at 720 x 720).
 bench: build
 	$(GO) test -run '^$$' -bench ChipBuilding -benchtime 5x -timeout 30m ./tiles/
 	$(GO) test -run '^$$' -bench ChipMemory -benchtime 1x -timeout 30m ./tiles/
+	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./model/
 
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzParseScene -fuzztime 30s .

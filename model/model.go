@@ -44,8 +44,7 @@ func LoadFS(fsys fs.FS, dir, name string) (*Model, error) {
 	if err != nil {
 		return nil, mm.Permanentf("model: %s: onnx: %w", where, err)
 	}
-	sum := sha256.Sum256(data)
-	if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, card.SHA256) {
+	if got := sha256hex(data); !strings.EqualFold(got, card.SHA256) {
 		return nil, mm.Permanentf("model: %s: sha256: the card says %s, %s is %s", where, card.SHA256, card.ONNX, got)
 	}
 	g, err := ParseGraph(data)
@@ -127,4 +126,9 @@ func (m *Model) FixedBatch() int {
 		return int(d.Value)
 	}
 	return 0
+}
+
+func sha256hex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }

@@ -30,7 +30,7 @@ func TestTrainingSmoke(t *testing.T) {
 		t.Fatalf("%s lacks torch/onnx/numpy/PIL/yaml (make deps installs them): %v", py, err)
 	}
 	data, out := t.TempDir(), t.TempDir()
-	n, err := fixtures.WriteDataset(data, fixtures.DatasetOptions{N: 10, Seed: 3, SizeKM: 2.5})
+	n, err := fixtures.WriteDataset(context.Background(), data, fixtures.DatasetOptions{N: 10, Seed: 3, SizeKM: 2.5})
 	if err != nil || n != 10 {
 		t.Fatalf("dataset: %d locations, %v", n, err)
 	}

@@ -33,6 +33,7 @@ func runEval(ctx context.Context, cfg configs.Config, args []string, stdout, std
 	modelDir := fs.String("model", cfg.Model.Dir, "model directory (default: the built-in demo model)")
 	backend := fs.String("backend", cfg.Model.Backend, "auto, onnxruntime or onnxgo")
 	batch := fs.Int("batch", cfg.Model.BatchSize, "chips per inference call")
+	topFP := fs.Int("false-positives", 0, "list the N highest-scoring chips of each class that hold no facility of it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -93,6 +94,9 @@ func runEval(ctx context.Context, cfg configs.Config, args []string, stdout, std
 		}
 		fmt.Fprintf(stdout, "%-34s %9d %9.3f %10d %9.3f\n", c, pos, ap, amb, apx)
 	}
+	for i, c := range mm.Classes {
+		printFalsePositives(stdout, all, i, c, *topFP)
+	}
 	return nil
 }
 
@@ -104,6 +108,8 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // labelled is one chip's scores and truth. A chip that holds part of a
 // facility of a class but not its centre is ambiguous for that class.
 type labelled struct {
+	where     string // scene id and chip id
+	cloud     float64
 	scores    mm.Scores
 	truth     [mm.NumClasses]bool
 	ambiguous [mm.NumClasses]bool
@@ -151,6 +157,8 @@ func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *mo
 	out := make([]labelled, len(chips))
 	for i := range chips {
 		out[i].scores = scores[i]
+		out[i].where = sc.ID + " " + chips[i].ID.String()
+		out[i].cloud = chips[i].CloudFraction
 	}
 	for _, tp := range truth {
 		xy, err := toGrid.Point(tp.lonlat)
@@ -242,4 +250,19 @@ func auprc(chips []labelled, k int, skipAmbiguous bool) (float64, int) {
 		return 0, 0
 	}
 	return sum / float64(tp), tp
+}
+
+// printFalsePositives lists the n highest-scoring chips of class k that
+// hold no facility of it.
+func printFalsePositives(w io.Writer, chips []labelled, k int, c mm.Class, n int) {
+	var neg []labelled
+	for _, l := range chips {
+		if !l.truth[k] && !l.ambiguous[k] {
+			neg = append(neg, l)
+		}
+	}
+	sort.SliceStable(neg, func(a, b int) bool { return neg[a].scores[k] > neg[b].scores[k] })
+	for _, l := range neg[:min(n, len(neg))] {
+		fmt.Fprintf(w, "false positive %-32s %.3f at %s (cloud %.2f)\n", c, l.scores[k], l.where, l.cloud)
+	}
 }

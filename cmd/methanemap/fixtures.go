@@ -68,7 +68,7 @@ func runFixtures(ctx context.Context, cfg configs.Config, args []string, stdout,
 		return usagef("fixtures: --out is required")
 	}
 	if *dataset > 0 {
-		n, err := fixtures.WriteDataset(*out, fixtures.DatasetOptions{N: *dataset, Seed: *seed})
+		n, err := fixtures.WriteDataset(ctx, *out, fixtures.DatasetOptions{N: *dataset, Seed: *seed})
 		if err != nil {
 			return err
 		}

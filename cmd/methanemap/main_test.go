@@ -261,3 +261,23 @@ func TestChipsWithBuiltInModel(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+func TestModelInspect(t *testing.T) {
+	code, stdout, stderr := cli(t, "model", "inspect")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"card: methanemap-demo@", "input  chip FLOAT[batch,18,72,72]", "output logits FLOAT[batch,6]",
+		"opset 13", "onnxruntime  yes", "onnxgo       yes", "class wastewater_treatment_plant"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("model inspect does not say %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, _ = cli(t, "model", "inspect", testenv.RealData(t, "models/dummy_recognition_model.onnx"))
+	if code != 0 || !strings.Contains(stdout, "onnxgo       no: model: onnx-go lacks operators ReduceSum") || !strings.Contains(stdout, "onnxruntime  yes") {
+		t.Errorf("exit %d:\n%s", code, stdout)
+	}
+	if code, _, stderr := cli(t, "model", "inspect", t.TempDir()); code != 2 || !strings.Contains(stderr, "model.yaml") {
+		t.Errorf("a directory without a card: exit %d, %s", code, stderr)
+	}
+}

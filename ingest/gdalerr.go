@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,21 +99,4 @@ func (c *errCollector) wrap(op string, err error) error {
 		return mm.Permanentf("%s: %w", op, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
-}
-
-var registerOnce sync.Once
-
-// register loads GDAL's drivers once per process.
-func register() { registerOnce.Do(godal.RegisterAll) }
-
-// SetCacheMax sets the size of GDAL's raster block cache, in MiB, which is
-// otherwise 5% of the machine's memory. It must be called before the first
-// raster is opened: GDAL reads the setting once.
-func SetCacheMax(mb int) error {
-	if mb <= 0 {
-		return fmt.Errorf("ingest: cache size must be positive, got %d MiB", mb)
-	}
-	// GDAL reads its configuration from the C environment; with cgo,
-	// os.Setenv writes it there too.
-	return os.Setenv("GDAL_CACHEMAX", strconv.Itoa(mb))
 }

@@ -83,11 +83,17 @@ def build_input(folder, inp):
     for b in inp["bands"]:
         fname, ch = SOURCES[(b["sensor"], b["band"])]
         if fname not in cache:
-            cache[fname] = load_array(folder, fname)
-        raw = resample(cache[fname][..., ch], inp["size"])
-        nodata = (raw == 0) if b["sensor"] == "s2" else np.zeros_like(raw, dtype=bool)
+            arr = load_array(folder, fname)
+            # nodata: Sentinel-2 DN 0, and pixels where every band is 0 (what
+            # the arrays hold where a sensor had no data)
+            cache[fname] = (arr, np.all(arr == 0, axis=-1))
+        arr, empty = cache[fname]
+        plane = arr[..., ch].copy()
+        nodata = empty | (plane == 0) if b["sensor"] == "s2" else empty
+        raw = resample(np.where(nodata, 0, plane).astype(np.float32), inp["size"])
+        valid = resample((~nodata).astype(np.float32), inp["size"])
         v = ((raw * b["scale"] + b["offset"]) - b["mean"]) / b["std"]
-        v[nodata] = b["fill"]
+        v[valid < 0.999] = b["fill"]  # any nodata under the kernel
         planes.append(v)
     return np.stack(planes).astype(np.float32)
 

@@ -58,6 +58,7 @@ func runFixtures(ctx context.Context, cfg configs.Config, args []string, stdout,
 	seed := fs.Uint64("seed", 1, "random seed")
 	id := fs.String("id", "", "scene id (default derived from the centre)")
 	noCloud := fs.Bool("no-cloud", false, "leave the sky clear")
+	empty := fs.Bool("empty", false, "plant no facility (a scene for false-alarm checks)")
 	dataset := fs.Int("dataset", 0, "write N training locations in METER-ML's layout instead of one scene")
 	var plants plantFlags
 	fs.Var(&plants, "plant", "plant a facility, CLASS@LON,LAT (repeatable; default one of each class around the centre)")
@@ -80,7 +81,12 @@ func runFixtures(ctx context.Context, cfg configs.Config, args []string, stdout,
 		return usagef("fixtures: --center: %v", err)
 	}
 	opts := fixtures.Options{ID: *id, Center: c, SizeKM: *size, Seed: *seed, NoCloud: *noCloud}
-	if len(plants) > 0 {
+	switch {
+	case *empty && len(plants) > 0:
+		return usagef("fixtures: --empty and --plant exclude each other")
+	case *empty:
+		opts.Plants = []fixtures.Plant{}
+	case len(plants) > 0:
 		opts.Plants = plants
 	}
 	res, err := fixtures.Write(*out, opts)

@@ -70,8 +70,8 @@ eval: build
 # locations, then training/train.py (about 10 minutes on 2 cores).
 train: build
 	rm -rf $(DEMO)/dataset
-	./$(BIN) fixtures --dataset 600 --seed 1 --out $(DEMO)/dataset
-	/usr/bin/python3 training/train.py --data $(DEMO)/dataset --card models/demo/model.yaml --out models/demo --epochs 25 --seed 1
+	./$(BIN) fixtures --dataset 900 --seed 1 --out $(DEMO)/dataset
+	/usr/bin/python3 training/train.py --data $(DEMO)/dataset --card models/demo/model.yaml --out models/demo --epochs 30 --seed 1
 
 # bench measures chip building against GDAL's raw read of the same pixels,
 # peak memory of chip iteration over 5 km and 20 km scenes, and inference

@@ -148,6 +148,22 @@ def auprc(y, s):
     return float(np.sum(precision * y) / tp[-1])
 
 
+def calibrate(y, s):
+    """The threshold with the best F1 on validation, halfway between the
+    lowest positive score kept and the next score below; at least 0.5 (the
+    default) and at most 0.95."""
+    if y.sum() == 0 or y.sum() == len(y):
+        return 0.5
+    order = np.argsort(-s)
+    ys, ss = y[order], s[order]
+    tp = np.cumsum(ys)
+    k = np.arange(1, len(ys) + 1)
+    f1 = 2 * tp / (k + ys.sum())
+    best = int(np.argmax(f1))
+    below = ss[best + 1] if best + 1 < len(ss) else 0.0
+    return float(min(0.95, max(0.5, (ss[best] + below) / 2)))
+
+
 def reference_input(n, c, size):
     """Inputs any implementation can regenerate: sin of the indices."""
     i = np.arange(n * c * size * size, dtype=np.float64).reshape(n, c, size, size)
@@ -189,6 +205,7 @@ def main():
     model = SmallNet(cin, len(CLASSES)) if args.arch == "small" else densenet121(cin, len(CLASSES))
 
     metrics = {}
+    thresholds = {c: 0.5 for c in CLASSES}
     if not args.random_weights:
         with open(os.path.join(args.data, "dataset.geojson")) as f:
             feats = json.load(f)["features"]
@@ -231,7 +248,9 @@ def main():
             for i, c in enumerate(CLASSES):
                 a = auprc(y[val][:, i].numpy(), s[:, i])
                 metrics[c] = None if math.isnan(a) else round(a, 4)  # None: no positive in validation
+                thresholds[c] = round(calibrate(y[val][:, i].numpy(), s[:, i]), 3)
             print("validation AUPRC:", json.dumps(metrics), flush=True)
+            print("thresholds (best F1 on validation):", json.dumps(thresholds), flush=True)
     model.eval()
 
     os.makedirs(args.out, exist_ok=True)
@@ -248,7 +267,7 @@ def main():
     card["sha256"] = sha
     card["output"] = {"name": "logits", "sigmoid": True}
     card["classes"] = CLASSES
-    card["thresholds"] = {c: 0.5 for c in CLASSES}
+    card["thresholds"] = thresholds
     with open(os.path.join(args.out, "model.yaml"), "w") as f:
         for line in header:
             f.write(line + "\n")

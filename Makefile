@@ -49,18 +49,23 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# demo writes a fixture scene with one facility of each class, exports its
-# chips and scores them with the demo model against the planted truth.
+# demo writes a fixture scene with one facility of each class, scores it
+# with the demo model into GeoJSON and GeoPackage layers, exports its chips,
+# and checks the scores against the planted truth.
 demo: build
 	rm -rf $(DEMO)
 	./$(BIN) fixtures --out $(DEMO)/scene
-	./$(BIN) chips --scene $(DEMO)/scene/scene.json --out $(DEMO)/chips
 	./$(BIN) model inspect
+	./$(BIN) score --scene $(DEMO)/scene/scene.json -o $(DEMO)/detections.geojson --sites $(DEMO)/sites.geojson
+	./$(BIN) score --scene $(DEMO)/scene/scene.json -o $(DEMO)/detections.gpkg --sites $(DEMO)/sites.gpkg --quiet
+	./$(BIN) chips --scene $(DEMO)/scene/scene.json --out $(DEMO)/chips
 	./$(BIN) eval --scene $(DEMO)/scene/scene.json
 	@echo
-	@echo "demo scene:  $(DEMO)/scene  (naip.tif, s2/*.tif, s1.tif, scene.json, truth.geojson)"
-	@echo "demo chips:  $(DEMO)/chips  (one GeoTIFF per chip, chips.geojson indexes them)"
-	@echo "try:         gdalinfo $$(ls $(DEMO)/chips/*/*.tif | head -1)"
+	@echo "demo scene:      $(DEMO)/scene  (naip.tif, s2/*.tif, s1.tif, scene.json, truth.geojson)"
+	@echo "detections:      $(DEMO)/detections.geojson, $(DEMO)/detections.gpkg (open in QGIS)"
+	@echo "sites:           $(DEMO)/sites.geojson, $(DEMO)/sites.gpkg"
+	@echo "chips:           $(DEMO)/chips  (one GeoTIFF per chip, chips.geojson indexes them)"
+	@echo "try:             ogrinfo -so -al $(DEMO)/detections.gpkg"
 
 # eval prints the demo model's per-class AUPRC on held-out synthetic scenes.
 eval: build
@@ -80,6 +85,7 @@ bench: build
 	$(GO) test -run '^$$' -bench ChipBuilding -benchtime 5x -timeout 30m ./tiles/
 	$(GO) test -run '^$$' -bench ChipMemory -benchtime 1x -timeout 30m ./tiles/
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./model/
+	$(GO) test -run '^$$' -bench Score10km -benchtime 2x -timeout 30m ./cmd/methanemap/
 
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzParseScene -fuzztime 30s .

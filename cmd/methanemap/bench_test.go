@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/fixtures"
+	"github.com/methanemap/methanemap/model"
+	"github.com/methanemap/methanemap/tiles"
+)
+
+// BenchmarkScore10km scores a 10 km x 10 km three-sensor fixture scene end
+// to end (score to a GeoJSON file), and in the same iteration measures
+// chip building alone and inference alone on as many chips. It reports
+// each as chips/s, end to end as km²/h, and the ratio of the end-to-end
+// time to the slower stage (1.0: the pipeline hides the faster stage).
+func BenchmarkScore10km(b *testing.B) {
+	dir := b.TempDir()
+	res, err := fixtures.Write(filepath.Join(dir, "scene"), fixtures.Options{SizeKM: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := loadModel("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	scorer, err := model.NewScorer(m, model.ScorerOptions{BatchSize: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer scorer.Close()
+	var cutT, inferT, e2eT time.Duration
+	var chips int
+	var km2 float64
+	for i := range b.N {
+		// chip building alone
+		t0 := time.Now()
+		var cut []mm.Chip
+		sc := *res.Scene
+		ingest.ResolveHrefs(&sc, res.Dir)
+		src, err := ingest.Open(context.Background(), &sc, ingest.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		grid, err := tiles.NewGrid(src, tiles.GridOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := tiles.NewCutter(src, grid, m.Card.Chip, tiles.CutOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Each(context.Background(), func(ch mm.Chip) error { cut = append(cut, ch); return nil }); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+		src.Close()
+		cutT += time.Since(t0)
+		// inference alone, on the same chips
+		t0 = time.Now()
+		if _, err := scorer.Score(context.Background(), cut); err != nil {
+			b.Fatal(err)
+		}
+		inferT += time.Since(t0)
+		// end to end
+		out := filepath.Join(dir, "det.geojson")
+		os.Remove(out)
+		var stdout, stderr bytes.Buffer
+		t0 = time.Now()
+		if code := run(context.Background(), []string{"score", "--scene", res.SceneFile, "-o", out, "--quiet"}, &stdout, &stderr); code != 0 {
+			b.Fatalf("score: %s", stderr.String())
+		}
+		e2eT += time.Since(t0)
+		if i == 0 {
+			chips = len(cut)
+			km2 = float64(len(cut)) * 0.72 * 0.72
+			b.Logf("%d chips; %s", len(cut), bytes.TrimSpace(stdout.Bytes()))
+		}
+	}
+	n := float64(chips * b.N)
+	b.ReportMetric(n/cutT.Seconds(), "cut-chips/s")
+	b.ReportMetric(n/inferT.Seconds(), "infer-chips/s")
+	b.ReportMetric(n/e2eT.Seconds(), "e2e-chips/s")
+	b.ReportMetric(km2*float64(b.N)/e2eT.Hours(), "e2e-km2/h")
+	b.ReportMetric(e2eT.Seconds()/max(cutT.Seconds(), inferT.Seconds()), "e2e/slower-stage")
+}

@@ -322,3 +322,22 @@ func TestMainChild(t *testing.T) {
 	defer stop()
 	os.Exit(run(ctx, strings.Fields(args), os.Stdout, os.Stderr))
 }
+
+func TestScoreKeepGoing(t *testing.T) {
+	scene := filepath.Join(fixtureDir(t), "scene.json")
+	tmp := t.TempDir()
+	bad := filepath.Join(tmp, "bad.json")
+	os.WriteFile(bad, []byte(`{"id": "broken", "assets": {"naip": {"href": "/nowhere/naip.tif"}, "s2": {"hrefs": {"B04": "/nowhere/b04.tif"}}, "s1": {"href": "/nowhere/s1.tif"}}}`), 0o644)
+	out := filepath.Join(tmp, "det.geojson")
+	code, _, stderr := cli(t, "score", "--scene", bad, "--scene", scene, "-o", out, "--quiet")
+	if code != 2 || !strings.Contains(stderr, "/nowhere/") {
+		t.Errorf("without --keep-going: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a failed run wrote its output")
+	}
+	code, stdout, stderr := cli(t, "score", "--scene", bad, "--scene", scene, "-o", out, "--quiet", "--keep-going")
+	if code != 0 || !strings.Contains(stdout, "scenes 2 (1 skipped)") || !strings.Contains(stdout, "failed: broken:") {
+		t.Errorf("with --keep-going: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}

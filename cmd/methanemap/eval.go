@@ -210,6 +210,9 @@ func readTruth(path string) ([]truthPoint, error) {
 		if len(f.Geometry.Coordinates) < 2 {
 			continue
 		}
+		if _, err := mm.ParseClass(string(f.Properties.Class)); err != nil {
+			return nil, mm.Permanentf("truth %s: %w", path, err)
+		}
 		r := f.Properties.Radius
 		if r == 0 {
 			r = 300
@@ -219,13 +222,14 @@ func readTruth(path string) ([]truthPoint, error) {
 	return out, nil
 }
 
+// classIndexOf is the position of a class read with mm.ParseClass.
 func classIndexOf(c mm.Class) int {
 	for i, k := range mm.Classes {
 		if k == c {
 			return i
 		}
 	}
-	return 0
+	panic("unknown class " + string(c))
 }
 
 // auprc is the average precision of class k over the chips: the mean of

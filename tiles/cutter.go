@@ -261,8 +261,14 @@ type Stats struct {
 // It stops at the first error, or when ctx is done (checked between chips:
 // GDAL calls cannot be interrupted).
 func (c *Cutter) Each(ctx context.Context, fn func(mm.Chip) error) (Stats, error) {
+	return c.EachOf(ctx, c.grid.Chips, fn)
+}
+
+// EachOf is Each over some of the grid's chips (for example one worker's
+// share when several cutters, each on its own opened scene, split a grid).
+func (c *Cutter) EachOf(ctx context.Context, ids []mm.ChipID, fn func(mm.Chip) error) (Stats, error) {
 	st := Stats{Skipped: map[string]int{}}
-	for _, id := range c.grid.Chips {
+	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}

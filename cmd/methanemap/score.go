@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	mm "github.com/methanemap/methanemap"
@@ -34,11 +36,15 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	force := fs.Bool("force", false, "overwrite existing outputs")
 	keepGoing := fs.Bool("keep-going", false, "skip unreadable scenes (reported in the summary) instead of stopping")
 	quiet := fs.Bool("quiet", false, "no progress output")
+	cutters := fs.Int("cutters", runtime.NumCPU(), "chip-cutting goroutines per scene, each with its own opened rasters")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if len(sceneFiles) == 0 || *out == "" {
 		return usagef("score: --scene and -o are required")
+	}
+	if *cutters < 1 {
+		return usagef("score: --cutters must be at least 1")
 	}
 	if *threshold < 0 || *threshold > 1 {
 		return usagef("score: --threshold must be in [0, 1]")
@@ -87,7 +93,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if *stride == 0 {
 		*stride = m.Card.Chip.StrideM
 	}
-	run := &scoreRun{model: m, scorer: scorer, aoi: aoi, stride: *stride, threshold: *threshold,
+	run := &scoreRun{model: m, scorer: scorer, aoi: aoi, stride: *stride, threshold: *threshold, cutters: *cutters,
 		cut:      tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud},
 		progress: newProgress(stderr, *quiet), started: time.Now(), skipped: map[string]int{}}
 	for _, sc := range scenes {
@@ -119,6 +125,7 @@ type scoreRun struct {
 	aoi       orb.Geometry
 	stride    int
 	threshold float64
+	cutters   int // chip-cutting goroutines per scene
 	cut       tiles.CutOptions
 	progress  *progress
 	started   time.Time
@@ -129,11 +136,13 @@ type scoreRun struct {
 	failed  []string
 }
 
-// scene cuts a scene's chips on one goroutine while the scorer works on
-// the previous batch on another.
+// scene cuts a scene's chips on several goroutines (each with its own
+// opened rasters: GDAL datasets belong to one goroutine) while the scorer
+// works through batches on another.
 func (r *scoreRun) scene(ctx context.Context, sc *mm.Scene) error {
 	card := r.model.Card
-	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: withSCL(sc, card.Chip.Sensors())})
+	sensors := withSCL(sc, card.Chip.Sensors())
+	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: sensors})
 	if err != nil {
 		return err
 	}
@@ -148,32 +157,44 @@ func (r *scoreRun) scene(ctx context.Context, sc *mm.Scene) error {
 	if err != nil {
 		return err
 	}
-	cutter, err := tiles.NewCutter(src, grid, card.Chip, r.cut)
-	if err != nil {
-		return err
-	}
-	defer cutter.Close()
 	r.progress.add(len(grid.Chips))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	workers := max(1, min(r.cutters, len(grid.Chips)))
 	chips := make(chan mm.Chip, 2*r.scorer.BatchSize())
-	cutErr := make(chan error, 1)
-	go func() {
-		defer close(chips)
-		st, err := cutter.Each(ctx, func(c mm.Chip) error {
-			select {
-			case chips <- c:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-		for k, v := range st.Skipped {
-			r.progress.tick(v)
-			r.addSkipped(k, v)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for w := range workers {
+		var share []mm.ChipID
+		for i := w; i < len(grid.Chips); i += workers {
+			share = append(share, grid.Chips[i])
 		}
-		cutErr <- err
+		wsrc := src
+		if w > 0 {
+			if wsrc, err = ingest.Open(ctx, sc, ingest.Options{Sensors: sensors}); err != nil {
+				cancel()
+				break
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if w > 0 {
+				defer wsrc.Close()
+			}
+			errs <- r.cutShare(ctx, wsrc, grid, share, chips, &mu)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(chips)
 	}()
+	if err != nil { // a worker's scene did not open
+		for range chips {
+		}
+		return err
+	}
 	batch := make([]mm.Chip, 0, r.scorer.BatchSize())
 	flush := func() error {
 		if len(batch) == 0 {
@@ -189,25 +210,55 @@ func (r *scoreRun) scene(ctx context.Context, sc *mm.Scene) error {
 		batch = batch[:0]
 		return nil
 	}
+	var scoreErr error
 	for c := range chips {
+		if scoreErr != nil {
+			continue // drain: the cutters stop on the cancelled context
+		}
 		batch = append(batch, c)
 		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
+			if scoreErr = flush(); scoreErr != nil {
 				cancel()
-				for range chips { // let the cutter stop
-				}
-				<-cutErr
-				return err
 			}
 		}
 	}
-	if err := <-cutErr; err != nil {
-		return err
+	if scoreErr != nil {
+		return scoreErr
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			return err
+		}
 	}
 	return flush()
 }
 
-func (r *scoreRun) addSkipped(reason string, n int) { r.skipped[reason] += n }
+// cutShare is one cutting worker: it cuts its share of the grid from its own
+// opened scene and sends the chips to score.
+func (r *scoreRun) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid, ids []mm.ChipID, out chan<- mm.Chip, mu *sync.Mutex) error {
+	cutter, err := tiles.NewCutter(src, grid, r.model.Card.Chip, r.cut)
+	if err != nil {
+		return err
+	}
+	defer cutter.Close()
+	st, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error {
+		select {
+		case out <- c:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	mu.Lock()
+	for k, v := range st.Skipped {
+		r.skipped[k] += v
+	}
+	mu.Unlock()
+	for _, v := range st.Skipped {
+		r.progress.tick(v)
+	}
+	return err
+}
 
 // detect keeps, for each chip, every class scoring at or above its threshold.
 func (r *scoreRun) detect(sc *mm.Scene, chips []mm.Chip, scores []mm.Scores) {

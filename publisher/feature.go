@@ -81,9 +81,23 @@ func ccw(p orb.Polygon) orb.Polygon {
 	return out
 }
 
+// Probe is a chip scored only to place a site better: shifted from a
+// detection's chip, it joins that detection's site for the site's centre
+// but is not a detection itself.
+type Probe struct {
+	Parent    string // the detection's id
+	Detection mm.Detection
+}
+
 // Sites merges the detections of each class whose footprints overlap or
-// touch into sites, in a stable order (class, then first chip id).
-func Sites(dets []mm.Detection) []mm.Site {
+// touch into sites, in a stable order (class, then first chip id). A
+// site's centre is the score-weighted centre of its chips and of the
+// positive probes of its detections.
+func Sites(dets []mm.Detection, probes ...Probe) []mm.Site {
+	byParent := map[string][]mm.Detection{}
+	for _, p := range probes {
+		byParent[p.Parent] = append(byParent[p.Parent], p.Detection)
+	}
 	byClass := map[mm.Class][]mm.Detection{}
 	for _, d := range dets {
 		byClass[d.Class] = append(byClass[d.Class], d)
@@ -119,16 +133,26 @@ func Sites(dets []mm.Detection) []mm.Site {
 			groups[find(i)] = append(groups[find(i)], d)
 		}
 		for _, g := range groups {
-			sites = append(sites, site(c, g))
+			var extra []mm.Detection
+			for _, d := range g {
+				extra = append(extra, byParent[d.ID]...)
+			}
+			sites = append(sites, site(c, g, extra))
 		}
 	}
 	sort.Slice(sites, func(i, j int) bool { return sites[i].ID < sites[j].ID })
 	return sites
 }
 
-func site(c mm.Class, g []mm.Detection) mm.Site {
+func site(c mm.Class, g, probes []mm.Detection) mm.Site {
 	s := mm.Site{Class: c}
 	var wx, wy, w float64
+	for _, p := range probes {
+		ctr := p.Footprint.Bound().Center()
+		wx += p.Score * ctr[0]
+		wy += p.Score * ctr[1]
+		w += p.Score
+	}
 	chips, scenes := map[string]bool{}, map[string]bool{}
 	for i, d := range g {
 		b := d.Footprint.Bound()

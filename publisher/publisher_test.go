@@ -84,3 +84,17 @@ func TestFileSinksCommitOrLeaveNothing(t *testing.T) {
 		t.Errorf("shapefile: %v", err)
 	}
 }
+
+func TestProbesPlaceSites(t *testing.T) {
+	d := det(mm.CAFO, 1, 0.9, 0.00)
+	alone := Sites([]mm.Detection{d})[0]
+	probe := det(mm.CAFO, 2, 0.9, 0.005) // half a chip east
+	moved := Sites([]mm.Detection{d}, Probe{Parent: d.ID, Detection: probe})[0]
+	if !(moved.Center[0] > alone.Center[0]) || len(moved.Chips) != 1 {
+		t.Errorf("a probe east of the chip should pull the site east and not join its chips: %v -> %v %v", alone.Center, moved.Center, moved.Chips)
+	}
+	other := Sites([]mm.Detection{d}, Probe{Parent: "another", Detection: probe})[0]
+	if other.Center != alone.Center {
+		t.Error("a probe of another detection moved the site")
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,28 +41,12 @@ func BenchmarkScore10km(b *testing.B) {
 	var chips int
 	var km2 float64
 	for i := range b.N {
-		// chip building alone
+		// chip building alone, with as many cutters as score uses
 		t0 := time.Now()
-		var cut []mm.Chip
-		sc := *res.Scene
-		ingest.ResolveHrefs(&sc, res.Dir)
-		src, err := ingest.Open(context.Background(), &sc, ingest.Options{})
+		cut, err := cutAll(res, m.Card.Chip, runtime.NumCPU())
 		if err != nil {
 			b.Fatal(err)
 		}
-		grid, err := tiles.NewGrid(src, tiles.GridOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c, err := tiles.NewCutter(src, grid, m.Card.Chip, tiles.CutOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := c.Each(context.Background(), func(ch mm.Chip) error { cut = append(cut, ch); return nil }); err != nil {
-			b.Fatal(err)
-		}
-		c.Close()
-		src.Close()
 		cutT += time.Since(t0)
 		// inference alone, on the same chips
 		t0 = time.Now()
@@ -89,4 +75,55 @@ func BenchmarkScore10km(b *testing.B) {
 	b.ReportMetric(n/e2eT.Seconds(), "e2e-chips/s")
 	b.ReportMetric(km2*float64(b.N)/e2eT.Hours(), "e2e-km2/h")
 	b.ReportMetric(e2eT.Seconds()/max(cutT.Seconds(), inferT.Seconds()), "e2e/slower-stage")
+}
+
+// cutAll cuts every chip of a scene with n goroutines, each on its own
+// opened rasters, as score does.
+func cutAll(res *fixtures.Result, spec mm.ChipSpec, n int) ([]mm.Chip, error) {
+	sc := *res.Scene
+	ingest.ResolveHrefs(&sc, res.Dir)
+	src, err := ingest.Open(context.Background(), &sc, ingest.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	grid, err := tiles.NewGrid(src, tiles.GridOptions{})
+	if err != nil {
+		return nil, err
+	}
+	parts := make([][]mm.Chip, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := ingest.Open(context.Background(), &sc, ingest.Options{})
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer s.Close()
+			c, err := tiles.NewCutter(s, grid, spec, tiles.CutOptions{})
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer c.Close()
+			var ids []mm.ChipID
+			for i := w; i < len(grid.Chips); i += n {
+				ids = append(ids, grid.Chips[i])
+			}
+			_, errs[w] = c.EachOf(context.Background(), ids, func(ch mm.Chip) error { parts[w] = append(parts[w], ch); return nil })
+		}()
+	}
+	wg.Wait()
+	var all []mm.Chip
+	for w := range n {
+		if errs[w] != nil {
+			return nil, errs[w]
+		}
+		all = append(all, parts[w]...)
+	}
+	return all, nil
 }

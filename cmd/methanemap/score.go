@@ -37,6 +37,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	keepGoing := fs.Bool("keep-going", false, "skip unreadable scenes (reported in the summary) instead of stopping")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	cutters := fs.Int("cutters", runtime.NumCPU(), "chip-cutting goroutines per scene, each with its own opened rasters")
+	noProbes := fs.Bool("no-probes", false, "do not re-score half-shifted chips around detections to place sites")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if *stride == 0 {
 		*stride = m.Card.Chip.StrideM
 	}
-	run := &scoreRun{model: m, scorer: scorer, aoi: aoi, stride: *stride, threshold: *threshold, cutters: *cutters,
+	run := &scoreRun{model: m, scorer: scorer, aoi: aoi, stride: *stride, threshold: *threshold, cutters: *cutters, noProbes: *noProbes,
 		cut:      tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud},
 		progress: newProgress(stderr, *quiet), started: time.Now(), skipped: map[string]int{}}
 	for _, sc := range scenes {
@@ -110,7 +111,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		}
 	}
 	run.progress.done()
-	sites := publisher.Sites(run.dets)
+	sites := publisher.Sites(run.dets, run.probes...)
 	if err := writeOutputs(*out, *sitesOut, run.dets, sites); err != nil {
 		return err
 	}
@@ -130,10 +131,12 @@ type scoreRun struct {
 	progress  *progress
 	started   time.Time
 
-	dets    []mm.Detection
-	scored  int
-	skipped map[string]int
-	failed  []string
+	dets     []mm.Detection
+	probes   []publisher.Probe
+	noProbes bool
+	scored   int
+	skipped  map[string]int
+	failed   []string
 }
 
 // scene cuts a scene's chips on several goroutines (each with its own
@@ -230,7 +233,78 @@ func (r *scoreRun) scene(ctx context.Context, sc *mm.Scene) error {
 			return err
 		}
 	}
-	return flush()
+	if err := flush(); err != nil {
+		return err
+	}
+	return r.probe(ctx, src, grid, sc)
+}
+
+// probe places this scene's sites better: around each chip detected here
+// it scores the eight chips shifted by half a footprint, and keeps those
+// at or above the class's threshold as probes of that detection.
+func (r *scoreRun) probe(ctx context.Context, src *ingest.Source, grid *tiles.Grid, sc *mm.Scene) error {
+	if r.noProbes || grid.StrideM*2 <= grid.FootprintM {
+		return nil // chips already overlap by half: nothing finer to add
+	}
+	half := grid.FootprintM / 2
+	type want struct {
+		parent string
+		class  mm.Class
+	}
+	wanted := map[mm.ChipID][]want{}
+	var ids []mm.ChipID
+	for _, d := range r.dets {
+		if d.SceneID != sc.ID {
+			continue
+		}
+		b := d.ChipID.Bounds()
+		for dx := -1; dx <= 1; dx++ {
+			for dy := -1; dy <= 1; dy++ {
+				if dx == 0 && dy == 0 {
+					continue
+				}
+				id := mm.ChipID{EPSG: d.ChipID.EPSG, Footprint: grid.FootprintM, Stride: half,
+					Col: int(b[0])/half + dx, Row: int(b[1])/half + dy}
+				if _, ok := wanted[id]; !ok {
+					ids = append(ids, id)
+				}
+				wanted[id] = append(wanted[id], want{d.ID, d.Class})
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	cutter, err := tiles.NewCutter(src, grid, r.model.Card.Chip, r.cut)
+	if err != nil {
+		return err
+	}
+	defer cutter.Close()
+	var chips []mm.Chip
+	if _, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error { chips = append(chips, c); return nil }); err != nil {
+		return err
+	}
+	scores, err := r.scorer.Score(ctx, chips)
+	if err != nil {
+		return err
+	}
+	for i, c := range chips {
+		for _, w := range wanted[c.ID] {
+			k := classIndexOf(w.class)
+			if s := scores[i][k]; s >= r.thresholdOf(w.class) {
+				r.probes = append(r.probes, publisher.Probe{Parent: w.parent, Detection: mm.Detection{
+					Class: w.class, Score: s, SceneID: sc.ID, ChipID: c.ID, Footprint: c.Footprint}})
+			}
+		}
+	}
+	return nil
+}
+
+func (r *scoreRun) thresholdOf(c mm.Class) float64 {
+	if r.threshold > 0 {
+		return r.threshold
+	}
+	return r.model.Card.Threshold(c)
 }
 
 // cutShare is one cutting worker: it cuts its share of the grid from its own
@@ -265,11 +339,7 @@ func (r *scoreRun) detect(sc *mm.Scene, chips []mm.Chip, scores []mm.Scores) {
 	now := time.Now().UTC()
 	for i, c := range chips {
 		for k, class := range mm.Classes {
-			t := r.model.Card.Threshold(class)
-			if r.threshold > 0 {
-				t = r.threshold
-			}
-			if s := scores[i][k]; s >= t && hasClass(r.model.Card, class) {
+			if s := scores[i][k]; s >= r.thresholdOf(class) && hasClass(r.model.Card, class) {
 				r.dets = append(r.dets, mm.Detection{
 					ID: mm.DetectionID(sc.ID, c.ID, class), Class: class, Score: s, Scores: scores[i],
 					SceneID: sc.ID, ChipID: c.ID, Acquired: sc.Acquired, Model: r.model.Card.ID(),

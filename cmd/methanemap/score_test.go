@@ -87,10 +87,7 @@ func TestScoreFindsRealFacilities(t *testing.T) {
 				t.Fatalf("fixtures: %s", stderr)
 			}
 			out, sites := filepath.Join(dir, "det.geojson"), filepath.Join(dir, "sites.geojson")
-			// half-footprint stride: overlapping chips localise a site; at the
-			// default 720 m stride a site of one chip is that chip's centre,
-			// up to 509 m from the facility
-			if code, stdout, stderr := cli(t, "score", "--scene", filepath.Join(dir, "scene.json"), "-o", out, "--sites", sites, "--stride", "360", "--quiet"); code != 0 {
+			if code, stdout, stderr := cli(t, "score", "--scene", filepath.Join(dir, "scene.json"), "-o", out, "--sites", sites, "--quiet"); code != 0 {
 				t.Fatalf("score: exit %d\n%s\n%s", code, stdout, stderr)
 			}
 			inside := false

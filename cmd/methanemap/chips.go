@@ -80,21 +80,11 @@ type chipExport struct {
 
 func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, error) {
 	st := tiles.Stats{Skipped: map[string]int{}}
-	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: withSCL(sc, ex.card.Chip.Sensors())})
+	src, grid, err := openGrid(ctx, sc, ex.card, ex.stride, ex.aoi)
 	if err != nil {
 		return 0, st, err
 	}
 	defer src.Close()
-	var aois []orb.Geometry
-	for _, a := range []orb.Geometry{sc.AOI, ex.aoi} {
-		if a != nil {
-			aois = append(aois, a)
-		}
-	}
-	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: ex.card.Chip.FootprintM, StrideM: ex.stride, AOIs: aois})
-	if err != nil {
-		return 0, st, err
-	}
 	cutter, err := tiles.NewCutter(src, grid, ex.card.Chip, ex.cut)
 	if err != nil {
 		return 0, st, err

@@ -40,21 +40,12 @@ func runEval(ctx context.Context, cfg configs.Config, args []string, stdout, std
 	if len(scenes) == 0 && *heldOut == 0 {
 		return usagef("eval: give --scene FILE or --held-out N")
 	}
-	m, err := loadModel(*modelDir)
-	if err != nil {
-		return err
-	}
-	opts := backendOptions(cfg, *backend)
-	scorer, err := model.NewScorer(m, model.ScorerOptions{BackendOptions: opts, BatchSize: *batch})
+	scorer, err := newScorer(cfg, *modelDir, *backend, *batch, newLogger(stderr))
 	if err != nil {
 		return err
 	}
 	defer scorer.Close()
-	log := newLogger(stderr)
-	if scorer.Fallback != nil {
-		log.Warn("ONNX Runtime unavailable, using onnx-go", "reason", scorer.Fallback)
-	}
-	log.Info("model", "model", m.Card.ID(), "backend", scorer.Backend(), "batch", scorer.BatchSize())
+	m := scorer.Model
 	if *heldOut > 0 {
 		dir, err := os.MkdirTemp("", "methanemap-eval-")
 		if err != nil {
@@ -127,15 +118,11 @@ func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *mo
 	if err != nil {
 		return nil, err
 	}
-	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: withSCL(sc, m.Card.Chip.Sensors())})
+	src, grid, err := openGrid(ctx, sc, m.Card, 0, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: m.Card.Chip.FootprintM})
-	if err != nil {
-		return nil, err
-	}
 	cutter, err := tiles.NewCutter(src, grid, m.Card.Chip, tiles.CutOptions{})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,4 +129,22 @@ func backendOptions(cfg configs.Config, name string) model.BackendOptions {
 		libs = append([]string{cfg.Model.ORTLibrary}, libs...)
 	}
 	return model.BackendOptions{Backend: name, ORTLibraries: libs, Threads: cfg.Model.Threads}
+}
+
+// newScorer loads a model (empty dir: the built-in demo) and its backend,
+// and logs which backend runs it and, when auto fell back, why.
+func newScorer(cfg configs.Config, dir, backend string, batch int, log *slog.Logger) (*model.Scorer, error) {
+	m, err := loadModel(dir)
+	if err != nil {
+		return nil, err
+	}
+	scorer, err := model.NewScorer(m, model.ScorerOptions{BackendOptions: backendOptions(cfg, backend), BatchSize: batch})
+	if err != nil {
+		return nil, err
+	}
+	if scorer.Fallback != nil {
+		log.Warn("ONNX Runtime unavailable, using onnx-go", "reason", scorer.Fallback)
+	}
+	log.Info("model", "model", m.Card.ID(), "backend", scorer.Backend(), "batch", scorer.BatchSize())
+	return scorer, nil
 }

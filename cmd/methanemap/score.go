@@ -77,20 +77,14 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		}
 		scenes = append(scenes, s...)
 	}
-	m, err := loadModel(*modelDir)
-	if err != nil {
-		return err
-	}
-	scorer, err := model.NewScorer(m, model.ScorerOptions{BackendOptions: backendOptions(cfg, *backend), BatchSize: *batch})
+	log := newLogger(stderr)
+	scorer, err := newScorer(cfg, *modelDir, *backend, *batch, log)
 	if err != nil {
 		return err
 	}
 	defer scorer.Close()
-	log := newLogger(stderr)
-	if scorer.Fallback != nil {
-		log.Warn("ONNX Runtime unavailable, using onnx-go", "reason", scorer.Fallback)
-	}
-	log.Info("scoring", "scenes", len(scenes), "model", m.Card.ID(), "backend", scorer.Backend(), "batch", scorer.BatchSize())
+	m := scorer.Model
+	log.Info("scoring", "scenes", len(scenes))
 	if *stride == 0 {
 		*stride = m.Card.Chip.StrideM
 	}
@@ -145,21 +139,11 @@ type scoreRun struct {
 func (r *scoreRun) scene(ctx context.Context, sc *mm.Scene) error {
 	card := r.model.Card
 	sensors := withSCL(sc, card.Chip.Sensors())
-	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: sensors})
+	src, grid, err := openGrid(ctx, sc, card, r.stride, r.aoi)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	var aois []orb.Geometry
-	for _, a := range []orb.Geometry{sc.AOI, r.aoi} {
-		if a != nil {
-			aois = append(aois, a)
-		}
-	}
-	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: card.Chip.FootprintM, StrideM: r.stride, AOIs: aois})
-	if err != nil {
-		return err
-	}
 	r.progress.add(len(grid.Chips))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/model"
 	"github.com/methanemap/methanemap/models"
+	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/tiles"
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/geojson"
@@ -80,7 +81,7 @@ type chipExport struct {
 
 func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, error) {
 	st := tiles.Stats{Skipped: map[string]int{}}
-	src, grid, err := openGrid(ctx, sc, ex.card, ex.stride, ex.aoi)
+	src, grid, err := pipeline.OpenGrid(ctx, sc, ex.card, ex.stride, ex.aoi)
 	if err != nil {
 		return 0, st, err
 	}
@@ -137,28 +138,6 @@ func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, e
 		return n, st, err
 	}
 	return n, st, os.Rename(tmp, filepath.Join(ex.dir, "chips.geojson"))
-}
-
-// withSCL adds Sentinel-2 to the sensors to open when the scene has an SCL
-// band, so chips carry their cloud fraction.
-func withSCL(sc *mm.Scene, sensors []mm.Sensor) []mm.Sensor {
-	a, ok := sc.Assets[mm.Sentinel2]
-	if !ok {
-		return sensors
-	}
-	hasSCL := a.Hrefs["SCL"] != ""
-	for _, b := range a.Bands {
-		hasSCL = hasSCL || b == "SCL"
-	}
-	for _, s := range sensors {
-		if s == mm.Sentinel2 {
-			return sensors
-		}
-	}
-	if hasSCL {
-		return append(sensors, mm.Sentinel2)
-	}
-	return sensors
 }
 
 func chipFileName(id mm.ChipID, input string, inputs int) string {

@@ -17,6 +17,7 @@ import (
 	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/model"
+	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/tiles"
 	"github.com/paulmach/orb"
 )
@@ -118,7 +119,7 @@ func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *mo
 	if err != nil {
 		return nil, err
 	}
-	src, grid, err := openGrid(ctx, sc, m.Card, 0, nil)
+	src, grid, err := pipeline.OpenGrid(ctx, sc, m.Card, 0, nil)
 	if err != nil {
 		return nil, err
 	}

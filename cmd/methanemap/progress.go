@@ -29,13 +29,15 @@ func newProgress(w io.Writer, quiet bool) *progress {
 	return p
 }
 
-func (p *progress) add(n int) {
+// Add counts more chips to do.
+func (p *progress) Add(n int) {
 	p.mu.Lock()
 	p.total += n
 	p.mu.Unlock()
 }
 
-func (p *progress) tick(n int) {
+// Tick counts chips done.
+func (p *progress) Tick(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done_ += n

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/ingest"
-	"github.com/methanemap/methanemap/model"
-	"github.com/methanemap/methanemap/tiles"
 	"github.com/paulmach/orb"
 )
 
@@ -74,26 +71,4 @@ func loadAOI(path string) (orb.Geometry, error) {
 		return nil, mm.Permanentf("--aoi %s: %w", path, err)
 	}
 	return g, nil
-}
-
-// openGrid opens the rasters a model card needs (and Sentinel-2 for its
-// SCL cloud mask) and lays the chip grid, limited to the scene's AOI and
-// the user's (aoi, may be nil). The caller closes the source.
-func openGrid(ctx context.Context, sc *mm.Scene, card *model.Card, stride int, aoi orb.Geometry) (*ingest.Source, *tiles.Grid, error) {
-	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: withSCL(sc, card.Chip.Sensors())})
-	if err != nil {
-		return nil, nil, err
-	}
-	var aois []orb.Geometry
-	for _, a := range []orb.Geometry{sc.AOI, aoi} {
-		if a != nil {
-			aois = append(aois, a)
-		}
-	}
-	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: card.Chip.FootprintM, StrideM: stride, AOIs: aois})
-	if err != nil {
-		src.Close()
-		return nil, nil, err
-	}
-	return src, grid, nil
 }

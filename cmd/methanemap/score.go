@@ -9,13 +9,12 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
-	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/model"
+	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/publisher"
 	"github.com/methanemap/methanemap/tiles"
 	"github.com/paulmach/orb"
@@ -88,11 +87,13 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if *stride == 0 {
 		*stride = m.Card.Chip.StrideM
 	}
-	run := &scoreRun{model: m, scorer: scorer, aoi: aoi, stride: *stride, threshold: *threshold, cutters: *cutters, noProbes: *noProbes,
-		cut:      tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud},
-		progress: newProgress(stderr, *quiet), started: time.Now(), skipped: map[string]int{}}
+	prog := newProgress(stderr, *quiet)
+	run := &scoreRun{model: m, started: time.Now(), skipped: map[string]int{}, stride: *stride}
+	opts := pipeline.Options{Stride: *stride, Threshold: *threshold, Cutters: *cutters, NoProbes: *noProbes, AOI: aoi,
+		Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Progress: prog}
 	for _, sc := range scenes {
-		if err := run.scene(ctx, sc); err != nil {
+		res, err := pipeline.Run(ctx, sc, scorer, opts)
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -103,8 +104,9 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 			}
 			return fmt.Errorf("scene %s: %w", sc.ID, err)
 		}
+		run.add(res)
 	}
-	run.progress.done()
+	prog.done()
 	sites := publisher.Sites(run.dets, run.probes...)
 	if err := writeOutputs(*out, *sitesOut, run.dets, sites); err != nil {
 		return err
@@ -113,235 +115,25 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	return nil
 }
 
-// scoreRun holds what scoring has found so far.
+// scoreRun gathers what the scenes gave, for the outputs and the summary.
 type scoreRun struct {
-	model     *model.Model
-	scorer    *model.Scorer
-	aoi       orb.Geometry
-	stride    int
-	threshold float64
-	cutters   int // chip-cutting goroutines per scene
-	cut       tiles.CutOptions
-	progress  *progress
-	started   time.Time
-
-	dets     []mm.Detection
-	probes   []publisher.Probe
-	noProbes bool
-	scored   int
-	skipped  map[string]int
-	failed   []string
+	model   *model.Model
+	stride  int
+	started time.Time
+	dets    []mm.Detection
+	probes  []publisher.Probe
+	scored  int
+	skipped map[string]int
+	failed  []string
 }
 
-// scene cuts a scene's chips on several goroutines (each with its own
-// opened rasters: GDAL datasets belong to one goroutine) while the scorer
-// works through batches on another.
-func (r *scoreRun) scene(ctx context.Context, sc *mm.Scene) error {
-	card := r.model.Card
-	sensors := withSCL(sc, card.Chip.Sensors())
-	src, grid, err := openGrid(ctx, sc, card, r.stride, r.aoi)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	r.progress.add(len(grid.Chips))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := max(1, min(r.cutters, len(grid.Chips)))
-	chips := make(chan mm.Chip, 2*r.scorer.BatchSize())
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for w := range workers {
-		var share []mm.ChipID
-		for i := w; i < len(grid.Chips); i += workers {
-			share = append(share, grid.Chips[i])
-		}
-		wsrc := src
-		if w > 0 {
-			if wsrc, err = ingest.Open(ctx, sc, ingest.Options{Sensors: sensors}); err != nil {
-				cancel()
-				break
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if w > 0 {
-				defer wsrc.Close()
-			}
-			errs <- r.cutShare(ctx, wsrc, grid, share, chips, &mu)
-		}()
-	}
-	go func() {
-		wg.Wait()
-		close(chips)
-	}()
-	if err != nil { // a worker's scene did not open
-		for range chips {
-		}
-		return err
-	}
-	batch := make([]mm.Chip, 0, r.scorer.BatchSize())
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		scores, err := r.scorer.Score(ctx, batch)
-		if err != nil {
-			return err
-		}
-		r.detect(sc, batch, scores)
-		r.scored += len(batch)
-		r.progress.tick(len(batch))
-		batch = batch[:0]
-		return nil
-	}
-	var scoreErr error
-	for c := range chips {
-		if scoreErr != nil {
-			continue // drain: the cutters stop on the cancelled context
-		}
-		batch = append(batch, c)
-		if len(batch) == cap(batch) {
-			if scoreErr = flush(); scoreErr != nil {
-				cancel()
-			}
-		}
-	}
-	if scoreErr != nil {
-		return scoreErr
-	}
-	for range workers {
-		if err := <-errs; err != nil {
-			return err
-		}
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	return r.probe(ctx, src, grid, sc)
-}
-
-// probe places this scene's sites better: around each chip detected here
-// it scores the eight chips shifted by half a footprint, and keeps those
-// at or above the class's threshold as probes of that detection.
-func (r *scoreRun) probe(ctx context.Context, src *ingest.Source, grid *tiles.Grid, sc *mm.Scene) error {
-	if r.noProbes || grid.StrideM*2 <= grid.FootprintM {
-		return nil // chips already overlap by half: nothing finer to add
-	}
-	half := grid.FootprintM / 2
-	type want struct {
-		parent string
-		class  mm.Class
-	}
-	wanted := map[mm.ChipID][]want{}
-	var ids []mm.ChipID
-	for _, d := range r.dets {
-		if d.SceneID != sc.ID {
-			continue
-		}
-		b := d.ChipID.Bounds()
-		for dx := -1; dx <= 1; dx++ {
-			for dy := -1; dy <= 1; dy++ {
-				if dx == 0 && dy == 0 {
-					continue
-				}
-				id := mm.ChipID{EPSG: d.ChipID.EPSG, Footprint: grid.FootprintM, Stride: half,
-					Col: int(b[0])/half + dx, Row: int(b[1])/half + dy}
-				if _, ok := wanted[id]; !ok {
-					ids = append(ids, id)
-				}
-				wanted[id] = append(wanted[id], want{d.ID, d.Class})
-			}
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	cutter, err := tiles.NewCutter(src, grid, r.model.Card.Chip, r.cut)
-	if err != nil {
-		return err
-	}
-	defer cutter.Close()
-	var chips []mm.Chip
-	if _, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error { chips = append(chips, c); return nil }); err != nil {
-		return err
-	}
-	scores, err := r.scorer.Score(ctx, chips)
-	if err != nil {
-		return err
-	}
-	for i, c := range chips {
-		for _, w := range wanted[c.ID] {
-			k := classIndexOf(w.class)
-			if s := scores[i][k]; s >= r.thresholdOf(w.class) {
-				r.probes = append(r.probes, publisher.Probe{Parent: w.parent, Detection: mm.Detection{
-					Class: w.class, Score: s, SceneID: sc.ID, ChipID: c.ID, Footprint: c.Footprint}})
-			}
-		}
-	}
-	return nil
-}
-
-func (r *scoreRun) thresholdOf(c mm.Class) float64 {
-	if r.threshold > 0 {
-		return r.threshold
-	}
-	return r.model.Card.Threshold(c)
-}
-
-// cutShare is one cutting worker: it cuts its share of the grid from its own
-// opened scene and sends the chips to score.
-func (r *scoreRun) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid, ids []mm.ChipID, out chan<- mm.Chip, mu *sync.Mutex) error {
-	cutter, err := tiles.NewCutter(src, grid, r.model.Card.Chip, r.cut)
-	if err != nil {
-		return err
-	}
-	defer cutter.Close()
-	st, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error {
-		select {
-		case out <- c:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	mu.Lock()
-	for k, v := range st.Skipped {
+func (r *scoreRun) add(res pipeline.Result) {
+	r.dets = append(r.dets, res.Detections...)
+	r.probes = append(r.probes, res.Probes...)
+	r.scored += res.Scored
+	for k, v := range res.Skipped {
 		r.skipped[k] += v
 	}
-	mu.Unlock()
-	for _, v := range st.Skipped {
-		r.progress.tick(v)
-	}
-	return err
-}
-
-// detect keeps, for each chip, every class scoring at or above its threshold.
-func (r *scoreRun) detect(sc *mm.Scene, chips []mm.Chip, scores []mm.Scores) {
-	now := time.Now().UTC()
-	for i, c := range chips {
-		for k, class := range mm.Classes {
-			if s := scores[i][k]; s >= r.thresholdOf(class) && hasClass(r.model.Card, class) {
-				r.dets = append(r.dets, mm.Detection{
-					ID: mm.DetectionID(sc.ID, c.ID, class), Class: class, Score: s, Scores: scores[i],
-					SceneID: sc.ID, ChipID: c.ID, Acquired: sc.Acquired, Model: r.model.Card.ID(),
-					Sensors: c.Sensors, ValidFraction: c.ValidFraction, CloudFraction: c.CloudFraction,
-					DetectedAt: now, Footprint: c.Footprint,
-				})
-			}
-		}
-	}
-}
-
-func hasClass(card *model.Card, c mm.Class) bool {
-	for _, k := range card.Classes {
-		if k == c {
-			return true
-		}
-	}
-	return false
 }
 
 // writeOutputs writes detections and sites, each all or nothing.

@@ -1,0 +1,10 @@
+// Package worker takes scene jobs from NATS JetStream and runs them: one
+// durable pull consumer ("workers") on a work-queue stream shared by every
+// worker process, a bounded number of scenes in flight, and the design's
+// ack policy — success is acked; a permanent failure is terminated with
+// its reason and a dead letter; a transient one is naked with back-off,
+// bounded by MaxDeliver, then dead-lettered. Long scenes send in-progress
+// acks. Detections and sites are published with Nats-Msg-Id set to their
+// stable ids, so a redelivered scene adds no duplicates. Status events go
+// to <prefix>.events.<scene_id>.
+package worker

@@ -1,0 +1,92 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config names the subjects and streams and sets their limits.
+type Config struct {
+	Prefix      string          // subject prefix (default "methanemap")
+	Concurrency int             // scenes in flight per worker (default 1)
+	AckWait     time.Duration   // before an unacked scene is redelivered (default 2m)
+	MaxDeliver  int             // deliveries before a scene is dead-lettered (default 5)
+	Backoff     []time.Duration // Nak delays by delivery (default 5s, 30s, 2m)
+	Replicas    int             // stream replicas (default 1; 3 on a cluster)
+	MaxAge      time.Duration   // retention of detections, events and dead letters (default 30 days)
+}
+
+func (c *Config) defaults() {
+	if c.Prefix == "" {
+		c.Prefix = "methanemap"
+	}
+	if c.Concurrency < 1 {
+		c.Concurrency = 1
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 2 * time.Minute
+	}
+	if c.MaxDeliver < 1 {
+		c.MaxDeliver = 5
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}
+	}
+	if c.Replicas < 1 {
+		c.Replicas = 1
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 30 * 24 * time.Hour
+	}
+}
+
+// Subjects.
+func (c Config) scenes() string                 { return c.Prefix + ".scenes" }
+func (c Config) detections(class string) string { return c.Prefix + ".detections." + class }
+func (c Config) sites(class string) string      { return c.Prefix + ".sites." + class }
+func (c Config) events(scene string) string     { return c.Prefix + ".events." + scene }
+func (c Config) dead() string                   { return c.Prefix + ".dead" }
+
+// Stream and consumer names of the design.
+const (
+	ScenesStream     = "METHANEMAP_SCENES"
+	DetectionsStream = "METHANEMAP_DETECTIONS"
+	EventsStream     = "METHANEMAP_EVENTS"
+	DeadStream       = "METHANEMAP_DEAD"
+	ConsumerName     = "workers"
+)
+
+// EnsureStreams creates or updates the streams and the durable pull
+// consumer; running it again with the same config changes nothing.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Consumer, error) {
+	cfg.defaults()
+	streams := []jetstream.StreamConfig{
+		{Name: ScenesStream, Subjects: []string{cfg.scenes()}, Retention: jetstream.WorkQueuePolicy,
+			Duplicates: 24 * time.Hour, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+		{Name: DetectionsStream, Subjects: []string{cfg.Prefix + ".detections.>", cfg.Prefix + ".sites.>"},
+			Retention: jetstream.LimitsPolicy, MaxAge: cfg.MaxAge, Duplicates: 24 * time.Hour, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+		{Name: EventsStream, Subjects: []string{cfg.Prefix + ".events.>"}, Retention: jetstream.LimitsPolicy,
+			MaxAge: cfg.MaxAge, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+		{Name: DeadStream, Subjects: []string{cfg.dead()}, Retention: jetstream.LimitsPolicy,
+			MaxAge: cfg.MaxAge, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+	}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("worker: stream %s: %w", sc.Name, err)
+		}
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, ScenesStream, jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: 1000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: consumer %s: %w", ConsumerName, err)
+	}
+	return c, nil
+}

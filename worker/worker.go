@@ -1,0 +1,239 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/publisher"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Processor runs one scene and returns its detections and sites. It calls
+// progress as chips are done.
+type Processor func(ctx context.Context, sc *mm.Scene, progress func(done, total int)) ([]mm.Detection, []mm.Site, error)
+
+// Worker consumes scene jobs.
+type Worker struct {
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	cfg     Config
+	process Processor
+	log     *slog.Logger
+}
+
+// New makes a worker on the consumer EnsureStreams returned.
+func New(js jetstream.JetStream, cons jetstream.Consumer, cfg Config, process Processor, log *slog.Logger) *Worker {
+	cfg.defaults()
+	return &Worker{js: js, cons: cons, cfg: cfg, process: process, log: log}
+}
+
+// Event is a scene status event on <prefix>.events.<scene_id>.
+type Event struct {
+	Scene      string         `json:"scene_id"`
+	Event      string         `json:"event"` // accepted, started, progress, done, failed
+	Time       time.Time      `json:"time"`
+	Done       int            `json:"chips_done,omitempty"`
+	Total      int            `json:"chips_total,omitempty"`
+	Detections map[string]int `json:"detections,omitempty"`
+	Sites      int            `json:"sites,omitempty"`
+	Reason     string         `json:"reason,omitempty"`
+	Delivery   uint64         `json:"delivery,omitempty"`
+}
+
+// DeadLetter is what <prefix>.dead receives for a scene given up on.
+type DeadLetter struct {
+	Scene    string          `json:"scene_id,omitempty"`
+	Reason   string          `json:"reason"`
+	Delivery uint64          `json:"delivery"`
+	Time     time.Time       `json:"time"`
+	Message  json.RawMessage `json:"message,omitempty"`
+	Raw      string          `json:"raw,omitempty"` // the message when it is not JSON
+}
+
+// Run fetches and processes scenes, Concurrency at a time, until ctx is
+// done; then it stops fetching and lets the scenes in flight finish.
+func (w *Worker) Run(ctx context.Context) error {
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		slots <- struct{}{}
+		batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				break
+			}
+			w.log.Warn("fetch", "err", err)
+			time.Sleep(time.Second)
+			continue
+		}
+		got := false
+		for msg := range batch.Messages() {
+			got = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				// in-flight scenes finish even when ctx ends: a fresh context
+				w.handle(context.WithoutCancel(ctx), msg)
+			}()
+		}
+		if !got {
+			<-slots
+		}
+	}
+	return nil
+}
+
+// handle applies the ack policy to one message.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	meta, _ := msg.Metadata()
+	delivery := uint64(1)
+	if meta != nil {
+		delivery = meta.NumDelivered
+	}
+	scenes, err := ingest.ParseMessage(msg.Data())
+	if err == nil && len(scenes) != 1 {
+		err = mm.Permanentf("a scene job holds one scene, this message holds %d", len(scenes))
+	}
+	if err != nil {
+		w.giveUp(ctx, msg, "", delivery, err)
+		return
+	}
+	sc := scenes[0]
+	log := w.log.With("scene", sc.ID, "delivery", delivery)
+	w.event(ctx, Event{Scene: sc.ID, Event: "started", Delivery: delivery})
+	stop := w.heartbeat(msg)
+	dets, sites, err := w.process(ctx, sc, func(done, total int) {
+		w.event(ctx, Event{Scene: sc.ID, Event: "progress", Done: done, Total: total})
+	})
+	if err == nil {
+		err = w.publish(ctx, dets, sites)
+	}
+	stop()
+	switch {
+	case err == nil:
+		if err := msg.DoubleAck(ctx); err != nil {
+			log.Warn("ack", "err", err)
+		}
+		counts := map[string]int{}
+		for _, d := range dets {
+			counts[string(d.Class)]++
+		}
+		w.event(ctx, Event{Scene: sc.ID, Event: "done", Detections: counts, Sites: len(sites)})
+		log.Info("scene done", "detections", len(dets), "sites", len(sites))
+	case mm.IsPermanent(err) || delivery >= uint64(w.cfg.MaxDeliver):
+		w.giveUp(ctx, msg, sc.ID, delivery, err)
+	default:
+		delay := w.cfg.Backoff[min(int(delivery)-1, len(w.cfg.Backoff)-1)]
+		log.Warn("scene failed, will retry", "err", err, "in", delay)
+		w.event(ctx, Event{Scene: sc.ID, Event: "failed", Reason: err.Error(), Delivery: delivery})
+		msg.NakWithDelay(delay)
+	}
+}
+
+// heartbeat keeps a long scene from being redelivered while it runs.
+func (w *Worker) heartbeat(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(max(time.Second, w.cfg.AckWait/3))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// giveUp terminates the message and writes a dead letter with the reason.
+func (w *Worker) giveUp(ctx context.Context, msg jetstream.Msg, scene string, delivery uint64, err error) {
+	reason := err.Error()
+	w.log.Error("scene given up", "scene", scene, "delivery", delivery, "reason", reason)
+	dl := DeadLetter{Scene: scene, Reason: reason, Delivery: delivery, Time: time.Now().UTC()}
+	if json.Valid(msg.Data()) {
+		dl.Message = msg.Data()
+	} else {
+		dl.Raw = string(msg.Data())
+	}
+	data, _ := json.Marshal(dl)
+	if _, perr := w.js.Publish(ctx, w.cfg.dead(), data); perr != nil {
+		w.log.Error("dead letter", "err", perr)
+	}
+	if scene != "" {
+		w.event(ctx, Event{Scene: scene, Event: "failed", Reason: reason, Delivery: delivery})
+	}
+	msg.TermWithReason(truncate(reason, 200))
+}
+
+// publish sends every detection and site with its id as Nats-Msg-Id.
+func (w *Worker) publish(ctx context.Context, dets []mm.Detection, sites []mm.Site) error {
+	for _, d := range dets {
+		data, err := publisher.Feature(d).MarshalJSON()
+		if err != nil {
+			return err
+		}
+		if _, err := w.js.Publish(ctx, w.cfg.detections(string(d.Class)), data, jetstream.WithMsgID(d.ID)); err != nil {
+			return fmt.Errorf("worker: publish %s: %w", d.ID, err)
+		}
+	}
+	for _, s := range sites {
+		data, err := publisher.SiteFeature(s).MarshalJSON()
+		if err != nil {
+			return err
+		}
+		if _, err := w.js.Publish(ctx, w.cfg.sites(string(s.Class)), data, jetstream.WithMsgID(s.ID)); err != nil {
+			return fmt.Errorf("worker: publish site %s: %w", s.ID, err)
+		}
+	}
+	return nil
+}
+
+func (w *Worker) event(ctx context.Context, e Event) {
+	e.Time = time.Now().UTC()
+	data, _ := json.Marshal(e)
+	if _, err := w.js.Publish(ctx, w.cfg.events(e.Scene), data); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		w.log.Warn("event", "err", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Enqueue publishes a scene job with the scene id as Nats-Msg-Id and
+// reports whether the stream already held it.
+func Enqueue(ctx context.Context, js jetstream.JetStream, cfg Config, sc *mm.Scene) (duplicate bool, err error) {
+	cfg.defaults()
+	data, err := json.Marshal(sc)
+	if err != nil {
+		return false, err
+	}
+	ack, err := js.Publish(ctx, cfg.scenes(), data, jetstream.WithMsgID(sc.ID))
+	if err != nil {
+		return false, fmt.Errorf("worker: enqueue %s: %w", sc.ID, err)
+	}
+	if !ack.Duplicate {
+		ev, _ := json.Marshal(Event{Scene: sc.ID, Event: "accepted", Time: time.Now().UTC()})
+		if _, err := js.Publish(ctx, cfg.events(sc.ID), ev); err != nil {
+			return false, fmt.Errorf("worker: enqueue %s: event: %w", sc.ID, err)
+		}
+	}
+	return ack.Duplicate, nil
+}

@@ -1,0 +1,185 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/fixtures"
+	"github.com/methanemap/methanemap/model"
+	"github.com/methanemap/methanemap/models"
+	"github.com/methanemap/methanemap/pipeline"
+	"github.com/methanemap/methanemap/publisher"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// embedded starts a JetStream server on a random loopback port.
+func embedded(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func processor(t *testing.T) Processor {
+	m, err := model.LoadFS(models.Demo, models.DemoDir, "built-in:demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := model.NewScorer(m, model.ScorerOptions{BatchSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return func(ctx context.Context, sc *mm.Scene, _ func(int, int)) ([]mm.Detection, []mm.Site, error) {
+		res, err := pipeline.Run(ctx, sc, s, pipeline.Options{Cutters: 1})
+		if err != nil {
+			return nil, nil, err
+		}
+		return res.Detections, publisher.Sites(res.Detections, res.Probes...), nil
+	}
+}
+
+// messages reads every message of a stream on the given subject filter.
+func messages(t *testing.T, js jetstream.JetStream, stream, filter string) []jetstream.Msg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for {
+		b, err := c.Fetch(100, jetstream.FetchMaxWait(300*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range b.Messages() {
+			out = append(out, m)
+			n++
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+// TestWorkerEndToEnd queues a fixture scene with a planted CAFO and a
+// poison message on an embedded JetStream server and runs a worker: the
+// scene ends "done" with a CAFO detection and site on their subjects, the
+// poison message becomes a dead letter with its reason, the worker keeps
+// serving, and publishing the scene's results again adds no duplicates.
+func TestWorkerEndToEnd(t *testing.T) {
+	js := embedded(t)
+	ctx := context.Background()
+	cfg := Config{AckWait: 10 * time.Second}
+	cons, err := EnsureStreams(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureStreams(ctx, js, cfg); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	res, err := fixtures.Write(t.TempDir(), fixtures.Options{SizeKM: 2.5, Center: [2]float64{-93.62, 42.03},
+		Plants: []fixtures.Plant{{Class: mm.CAFO, Lon: -93.62, Lat: 42.03}}, ID: "worker-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest.ResolveHrefs(res.Scene, res.Dir)
+	if dup, err := Enqueue(ctx, js, cfg, res.Scene); err != nil || dup {
+		t.Fatalf("enqueue: duplicate %v, %v", dup, err)
+	}
+	if dup, err := Enqueue(ctx, js, cfg, res.Scene); err != nil || !dup {
+		t.Fatalf("second enqueue of the same scene: duplicate %v, %v", dup, err)
+	}
+	if _, err := js.Publish(ctx, "methanemap.scenes", []byte("this is not a scene"), jetstream.WithMsgID("poison")); err != nil {
+		t.Fatal(err)
+	}
+	w := New(js, cons, cfg, processor(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- w.Run(runCtx) }()
+	deadline := time.Now().Add(90 * time.Second)
+	var last Event
+	for time.Now().Before(deadline) && last.Event != "done" {
+		time.Sleep(200 * time.Millisecond)
+		evs := messages(t, js, EventsStream, "methanemap.events.worker-test")
+		if len(evs) > 0 {
+			json.Unmarshal(evs[len(evs)-1].Data(), &last)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if last.Event != "done" || last.Detections["cafo"] == 0 {
+		t.Fatalf("last event %+v", last)
+	}
+	dets := messages(t, js, DetectionsStream, "methanemap.detections.>")
+	sites := messages(t, js, DetectionsStream, "methanemap.sites.cafo")
+	if len(dets) == 0 || len(sites) == 0 {
+		t.Fatalf("%d detections, %d cafo sites on the stream", len(dets), len(sites))
+	}
+	for _, m := range dets {
+		if m.Headers().Get(jetstream.MsgIDHeader) == "" {
+			t.Errorf("detection on %s without Nats-Msg-Id", m.Subject())
+		}
+	}
+	dead := messages(t, js, DeadStream, "methanemap.dead")
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1 (the poison message)", len(dead))
+	}
+	var dl DeadLetter
+	json.Unmarshal(dead[0].Data(), &dl)
+	if dl.Raw != "this is not a scene" || dl.Reason == "" {
+		t.Errorf("dead letter %+v", dl)
+	}
+	// a redelivered scene publishes the same ids: nothing is added
+	var feats []mm.Detection
+	d, s, err := processor(t)(ctx, res.Scene, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feats = d
+	if err := w.publish(ctx, feats, s); err != nil {
+		t.Fatal(err)
+	}
+	if again := messages(t, js, DetectionsStream, "methanemap.detections.>"); len(again) != len(dets) {
+		t.Errorf("re-publishing the scene's detections: %d on the stream, was %d", len(again), len(dets))
+	}
+}

@@ -39,6 +39,8 @@ var commands = []command{
 	{"fixtures", "write a synthetic three-sensor scene with planted facilities", runFixtures},
 	{"chips", "export a scene's chips as GeoTIFFs", runChips},
 	{"model", "model inspect PATH: a model's card, graph and the backends that run it", runModel},
+	{"serve", "the daemon: NATS JetStream workers (embedded broker by default), /healthz, /readyz", runServe},
+	{"enqueue", "queue scene files, STAC Items or ItemCollections (- for JSON lines on stdin)", runEnqueue},
 	{"score", "score scenes over a region: detections and sites as GeoJSON, GeoPackage or FlatGeobuf", runScore},
 	{"eval", "score fixture scenes and print per-class AUPRC against their truth", runEval},
 }

@@ -281,3 +281,10 @@ func TestModelInspect(t *testing.T) {
 		t.Errorf("a directory without a card: exit %d, %s", code, stderr)
 	}
 }
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/configs"
+	"github.com/methanemap/methanemap/pipeline"
+	"github.com/methanemap/methanemap/publisher"
+	"github.com/methanemap/methanemap/tiles"
+	"github.com/methanemap/methanemap/worker"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	natsURL := fs.String("nats", "", "NATS server URL(s), comma-separated (default: an embedded server with JetStream)")
+	dataDir := fs.String("data", "./data", "data directory (the embedded server's JetStream store)")
+	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz and /readyz (port 0: any free port)")
+	concurrency := fs.Int("concurrency", 1, "scenes in flight")
+	modelDir := fs.String("model", cfg.Model.Dir, "model directory (default: the built-in demo model)")
+	backend := fs.String("backend", cfg.Model.Backend, "auto, onnxruntime or onnxgo")
+	cutters := fs.Int("cutters", runtime.NumCPU(), "chip-cutting goroutines per scene")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	url := *natsURL
+	if url == "" {
+		ns, err := embeddedServer(*natsListen, filepath.Join(*dataDir, "jetstream"))
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+		url = ns.ClientURL()
+		log.Info("embedded NATS server with JetStream", "url", url, "store", filepath.Join(*dataDir, "jetstream"))
+	}
+	nc, err := nats.Connect(url, nats.Name("methanemap serve"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("serve: NATS %s: %w", url, err)
+	}
+	defer nc.Drain()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	wcfg := worker.Config{Concurrency: *concurrency}
+	cons, err := worker.EnsureStreams(ctx, js, wcfg)
+	if err != nil {
+		return err
+	}
+	scorer, err := newScorer(cfg, *modelDir, *backend, cfg.Model.BatchSize, log)
+	if err != nil {
+		return err
+	}
+	defer scorer.Close()
+	opts := pipeline.Options{Cutters: *cutters, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
+	process := func(ctx context.Context, sc *mm.Scene, _ func(int, int)) ([]mm.Detection, []mm.Site, error) {
+		res, err := pipeline.Run(ctx, sc, scorer, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return res.Detections, publisher.Sites(res.Detections, res.Probes...), nil
+	}
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		return mm.Permanentf("serve: --http %s: %w", *httpAddr, err)
+	}
+	log.Info("HTTP listening", "addr", ln.Addr().String())
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !nc.IsConnected() {
+			http.Error(w, "not connected to NATS", http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := js.Stream(r.Context(), worker.ScenesStream); err != nil {
+			http.Error(w, "stream "+worker.ScenesStream+": "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	w := worker.New(js, cons, wcfg, process, log)
+	log.Info("serving", "model", scorer.Model.Card.ID(), "concurrency", *concurrency)
+	err = w.Run(ctx) // returns when ctx ends, after the scenes in flight
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx)
+	log.Info("stopped")
+	return err
+}
+
+// embeddedServer starts NATS with JetStream storing under dir, listening
+// on host:port (port -1: any free port).
+func embeddedServer(listen, dir string) (*server.Server, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, mm.Permanentf("serve: --nats-listen %q: %w", listen, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, mm.Permanentf("serve: --nats-listen %q: bad port", listen)
+	}
+	ns, err := server.NewServer(&server.Options{Host: host, Port: p, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		return nil, fmt.Errorf("serve: NATS server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("serve: the embedded NATS server did not start")
+	}
+	return ns, nil
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/methanemap/methanemap/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestServeAndEnqueue runs the daemon on its embedded broker, queues the
+// fixture scene (twice: the second is a duplicate) and a bad file, waits
+// for the scene's "done" event, then stops the daemon as SIGTERM would.
+func TestServeAndEnqueue(t *testing.T) {
+	natsPort, httpPort := freePort(t), freePort(t)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan int)
+	var serveErr bytes.Buffer
+	go func() {
+		served <- run(ctx, []string{"serve", "--data", t.TempDir(), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
+			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--cutters", "1"}, &bytes.Buffer{}, &serveErr)
+	}()
+	ready := false
+	for i := 0; i < 100 && !ready; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort)); err == nil {
+			ready = resp.StatusCode == http.StatusOK
+			resp.Body.Close()
+		}
+	}
+	if !ready {
+		stop()
+		t.Fatalf("serve never became ready: %s", serveErr.String())
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	scene := filepath.Join(fixtureDir(t), "scene.json")
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	writeFile(t, bad, `{"id": "no sensors", "assets": {}}`)
+	code, stdout, stderr := cli(t, "enqueue", "--nats", url, scene, bad, scene)
+	if code != 2 || strings.Count(stdout, " queued") != 1 || strings.Count(stdout, " duplicate") != 1 || !strings.Contains(stderr, "id: must be") {
+		t.Errorf("enqueue: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	id := strings.Fields(stdout)[0]
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	events, err := js.Stream(context.Background(), worker.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last worker.Event
+	for i := 0; i < 600 && last.Event != "done"; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if m, err := events.GetLastMsgForSubject(context.Background(), "methanemap.events."+id); err == nil {
+			json.Unmarshal(m.Data, &last)
+		}
+	}
+	stop()
+	if code := <-served; code != 0 {
+		t.Errorf("serve exited %d: %s", code, serveErr.String())
+	}
+	if last.Event != "done" || len(last.Detections) == 0 {
+		t.Fatalf("last event %+v", last)
+	}
+}

@@ -46,6 +46,10 @@ type Ingest struct {
 	// default is 5% of the machine's memory). The GDAL_CACHEMAX environment
 	// variable, when set, wins.
 	GDALCacheMB int `yaml:"gdal_cache_mb"`
+	// Allow lists the directories and URL prefixes the daemon may read
+	// scene hrefs from (default: its data directory). Offline commands read
+	// what their user names.
+	Allow []string `yaml:"allow"`
 }
 
 // Tiles configures the chip grid and the skip rules.

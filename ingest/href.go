@@ -86,3 +86,44 @@ func ResolveHrefs(sc *mm.Scene, base string) {
 		sc.Assets[sn] = a
 	}
 }
+
+// Allowed checks an href against allowed roots and URL prefixes (none:
+// everything is allowed). Local paths are cleaned and made absolute, and
+// must lie under an allowed directory; /vsi paths and URLs must start with
+// an allowed prefix. The error is permanent and says why.
+func Allowed(href string, allow []string) error {
+	if len(allow) == 0 {
+		return nil
+	}
+	if strings.Contains(href, "://") || strings.HasPrefix(href, "/vsi") {
+		for _, a := range allow {
+			if strings.Contains(a, "://") && strings.HasPrefix(href, a) {
+				return nil
+			}
+		}
+		return mm.Permanentf("not under an allowed URL prefix (%s)", strings.Join(allow, ", "))
+	}
+	p, err := filepath.Abs(filepath.Clean(href))
+	if err != nil {
+		return mm.Permanentf("%v", err)
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real // a link inside a root must not lead outside it
+	}
+	for _, a := range allow {
+		if strings.Contains(a, "://") {
+			continue
+		}
+		root, err := filepath.Abs(filepath.Clean(a))
+		if err != nil {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(root); err == nil {
+			root = real
+		}
+		if rel, err := filepath.Rel(root, p); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return nil
+		}
+	}
+	return mm.Permanentf("not under an allowed directory (%s)", strings.Join(allow, ", "))
+}

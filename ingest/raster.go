@@ -49,6 +49,11 @@ type Source struct {
 type Options struct {
 	// Sensors limits which sensors are opened (default: all the scene has).
 	Sensors []mm.Sensor
+	// Allow, when not empty, is the only places hrefs may point to: local
+	// directories (a path must lie under one) and URL prefixes (a URL must
+	// start with one). Anything else fails permanently before it is read.
+	// Scene messages from a network get this; a local user's files need not.
+	Allow []string
 }
 
 // Open opens and checks every raster of the scene (or of opts.Sensors).
@@ -67,7 +72,7 @@ func Open(ctx context.Context, sc *mm.Scene, opts Options) (*Source, error) {
 			src.Close()
 			return nil, mm.Permanentf("assets.%s: the scene has no %s imagery", sn, sn)
 		}
-		if err := src.openAsset(ctx, sn, a); err != nil {
+		if err := src.openAsset(ctx, sn, a, opts.Allow); err != nil {
 			src.Close()
 			return nil, err
 		}
@@ -75,9 +80,12 @@ func Open(ctx context.Context, sc *mm.Scene, opts Options) (*Source, error) {
 	return src, nil
 }
 
-func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset) error {
+func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset, allow []string) error {
 	field := "assets." + string(sn)
 	if a.Href != "" {
+		if err := Allowed(a.Href, allow); err != nil {
+			return fieldErr(field+".href", a.Href, err)
+		}
 		r, err := openRaster(ctx, sn, field+".href", a.Href)
 		if err != nil {
 			return err
@@ -86,6 +94,9 @@ func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset) error 
 		return r.assignBands(a.Bands)
 	}
 	for _, band := range a.BandNames() {
+		if err := Allowed(a.Hrefs[band], allow); err != nil {
+			return fieldErr(field+".hrefs."+band, a.Hrefs[band], err)
+		}
 		r, err := openRaster(ctx, sn, field+".hrefs."+band, a.Hrefs[band])
 		if err != nil {
 			return err

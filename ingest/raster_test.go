@@ -267,3 +267,38 @@ func TestAlphaBandIsData(t *testing.T) {
 		}
 	}
 }
+
+func TestAllowedHrefs(t *testing.T) {
+	root := t.TempDir()
+	inside := writeTestTIFF(t, root, "in.tif", 4, "Byte", "")
+	outside := writeTestTIFF(t, t.TempDir(), "out.tif", 4, "Byte", "")
+	os.Symlink(outside, filepath.Join(root, "link.tif"))
+	allow := []string{root, "https://data.example.org/scenes/"}
+	tests := []struct {
+		href string
+		ok   bool
+	}{
+		{inside, true},
+		{filepath.Join(root, "sub", "..", "in.tif"), true},
+		{outside, false},
+		{filepath.Join(root, "..", filepath.Base(filepath.Dir(outside)), "out.tif"), false},
+		{filepath.Join(root, "link.tif"), false},
+		{"/etc/passwd", false},
+		{"https://data.example.org/scenes/a.tif", true},
+		{"https://data.example.org/other/a.tif", false},
+		{"https://evil.example.org/scenes/a.tif", false},
+		{"/vsicurl/https://evil.example.org/a.tif", false},
+		{"s3://bucket/a.tif", false},
+	}
+	for _, tt := range tests {
+		err := Allowed(tt.href, allow)
+		if (err == nil) != tt.ok || (err != nil && !mm.IsPermanent(err)) {
+			t.Errorf("Allowed(%s) = %v, want ok=%v", tt.href, err, tt.ok)
+		}
+	}
+	// Open refuses before reading: /etc/passwd is never opened by GDAL
+	_, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: "/etc/passwd"}}), Options{Allow: allow})
+	if err == nil || !mm.IsPermanent(err) || !strings.Contains(err.Error(), "assets.naip.href: /etc/passwd: not under an allowed directory") {
+		t.Errorf("Open of /etc/passwd: %v", err)
+	}
+}

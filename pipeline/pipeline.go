@@ -25,6 +25,7 @@ type Options struct {
 	NoProbes  bool             // do not score half-shifted chips around detections to place sites
 	Cut       tiles.CutOptions // skip rules
 	AOI       orb.Geometry     // the user's area of interest, on top of the scene's own
+	Allow     []string         // where hrefs may point (none: anywhere); see ingest.Allowed
 	Progress  Progress         // may be nil
 }
 
@@ -76,9 +77,10 @@ func Run(ctx context.Context, sc *mm.Scene, scorer *model.Scorer, opts Options) 
 
 // OpenGrid opens the rasters a model card needs (and Sentinel-2 for its
 // SCL cloud mask) and lays the chip grid, limited to the scene's AOI and
-// aoi (may be nil). The caller closes the source.
-func OpenGrid(ctx context.Context, sc *mm.Scene, card *model.Card, stride int, aoi orb.Geometry) (*ingest.Source, *tiles.Grid, error) {
-	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: Sensors(sc, card)})
+// aoi (may be nil); hrefs must lie in allow when it is not empty. The
+// caller closes the source.
+func OpenGrid(ctx context.Context, sc *mm.Scene, card *model.Card, stride int, aoi orb.Geometry, allow []string) (*ingest.Source, *tiles.Grid, error) {
+	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: Sensors(sc, card), Allow: allow})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -125,7 +127,7 @@ func Sensors(sc *mm.Scene, card *model.Card) []mm.Sensor {
 func (r *run) scene(ctx context.Context) error {
 	sc, card := r.sc, r.card
 	sensors := Sensors(sc, card)
-	src, grid, err := OpenGrid(ctx, sc, card, r.opts.Stride, r.opts.AOI)
+	src, grid, err := OpenGrid(ctx, sc, card, r.opts.Stride, r.opts.AOI, r.opts.Allow)
 	if err != nil {
 		return err
 	}
@@ -145,7 +147,7 @@ func (r *run) scene(ctx context.Context) error {
 		}
 		wsrc := src
 		if w > 0 {
-			if wsrc, err = ingest.Open(ctx, sc, ingest.Options{Sensors: sensors}); err != nil {
+			if wsrc, err = ingest.Open(ctx, sc, ingest.Options{Sensors: sensors, Allow: r.opts.Allow}); err != nil {
 				cancel()
 				break
 			}

@@ -81,7 +81,7 @@ type chipExport struct {
 
 func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, error) {
 	st := tiles.Stats{Skipped: map[string]int{}}
-	src, grid, err := pipeline.OpenGrid(ctx, sc, ex.card, ex.stride, ex.aoi)
+	src, grid, err := pipeline.OpenGrid(ctx, sc, ex.card, ex.stride, ex.aoi, nil)
 	if err != nil {
 		return 0, st, err
 	}

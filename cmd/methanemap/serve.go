@@ -34,10 +34,19 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	modelDir := fs.String("model", cfg.Model.Dir, "model directory (default: the built-in demo model)")
 	backend := fs.String("backend", cfg.Model.Backend, "auto, onnxruntime or onnxgo")
 	cutters := fs.Int("cutters", runtime.NumCPU(), "chip-cutting goroutines per scene")
+	var allow stringList
+	fs.Var(&allow, "allow", "directory or URL prefix scene hrefs may point to (repeatable; default: ingest.allow, else the data directory)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log := newLogger(stderr)
+	if len(allow) == 0 {
+		allow = cfg.Ingest.Allow
+	}
+	if len(allow) == 0 {
+		allow = stringList{*dataDir}
+	}
+	log.Info("scene hrefs allowed under", "allow", []string(allow))
 	url := *natsURL
 	if url == "" {
 		ns, err := embeddedServer(*natsListen, filepath.Join(*dataDir, "jetstream"))
@@ -67,7 +76,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		return err
 	}
 	defer scorer.Close()
-	opts := pipeline.Options{Cutters: *cutters, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
+	opts := pipeline.Options{Cutters: *cutters, Allow: allow, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
 	process := func(ctx context.Context, sc *mm.Scene, _ func(int, int)) ([]mm.Detection, []mm.Site, error) {
 		res, err := pipeline.Run(ctx, sc, scorer, opts)
 		if err != nil {

@@ -35,9 +35,10 @@ func TestServeAndEnqueue(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan int)
 	var serveErr bytes.Buffer
+	fixtures := fixtureDir(t)
 	go func() {
 		served <- run(ctx, []string{"serve", "--data", t.TempDir(), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
-			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--cutters", "1"}, &bytes.Buffer{}, &serveErr)
+			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--cutters", "1", "--allow", fixtures}, &bytes.Buffer{}, &serveErr)
 	}()
 	ready := false
 	for i := 0; i < 100 && !ready; i++ {
@@ -55,8 +56,10 @@ func TestServeAndEnqueue(t *testing.T) {
 	scene := filepath.Join(fixtureDir(t), "scene.json")
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	writeFile(t, bad, `{"id": "no sensors", "assets": {}}`)
-	code, stdout, stderr := cli(t, "enqueue", "--nats", url, scene, bad, scene)
-	if code != 2 || strings.Count(stdout, " queued") != 1 || strings.Count(stdout, " duplicate") != 1 || !strings.Contains(stderr, "id: must be") {
+	evil := filepath.Join(t.TempDir(), "evil.json")
+	writeFile(t, evil, `{"id": "evil", "assets": {"naip": {"href": "/etc/passwd"}}}`)
+	code, stdout, stderr := cli(t, "enqueue", "--nats", url, scene, bad, scene, evil)
+	if code != 2 || strings.Count(stdout, " queued") != 2 || strings.Count(stdout, " duplicate") != 1 || !strings.Contains(stderr, "id: must be") {
 		t.Errorf("enqueue: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	id := strings.Fields(stdout)[0]
@@ -77,11 +80,26 @@ func TestServeAndEnqueue(t *testing.T) {
 			json.Unmarshal(m.Data, &last)
 		}
 	}
+	// the href outside the allowed roots becomes a dead letter with the reason
+	dead, err := js.Stream(context.Background(), worker.DeadStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl worker.DeadLetter
+	for i := 0; i < 100 && dl.Scene == ""; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if m, err := dead.GetLastMsgForSubject(context.Background(), "methanemap.dead"); err == nil {
+			json.Unmarshal(m.Data, &dl)
+		}
+	}
 	stop()
 	if code := <-served; code != 0 {
 		t.Errorf("serve exited %d: %s", code, serveErr.String())
 	}
 	if last.Event != "done" || len(last.Detections) == 0 {
 		t.Fatalf("last event %+v", last)
+	}
+	if dl.Scene != "evil" || !strings.Contains(dl.Reason, "/etc/passwd: not under an allowed directory") {
+		t.Errorf("dead letter %+v", dl)
 	}
 }

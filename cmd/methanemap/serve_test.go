@@ -80,6 +80,31 @@ func TestServeAndEnqueue(t *testing.T) {
 			json.Unmarshal(m.Data, &last)
 		}
 	}
+	// watch prints what the stream holds as GeoJSON lines
+	wctx, wstop := context.WithTimeout(context.Background(), 2*time.Second)
+	var lines bytes.Buffer
+	if code := run(wctx, []string{"watch", "--nats", url}, &lines, &bytes.Buffer{}); code != 0 {
+		t.Errorf("watch exited %d", code)
+	}
+	wstop()
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
+		var f struct {
+			Type string `json:"type"`
+			ID   string `json:"id"`
+		}
+		if json.Unmarshal([]byte(l), &f) != nil || f.Type != "Feature" || !strings.HasPrefix(f.ID, id+"/") {
+			t.Fatalf("watch printed %q", l)
+		}
+		n++
+	}
+	total := 0
+	for _, v := range last.Detections {
+		total += v
+	}
+	if n != total {
+		t.Errorf("watch printed %d detections, the scene's done event counts %d", n, total)
+	}
 	// the href outside the allowed roots becomes a dead letter with the reason
 	dead, err := js.Stream(context.Background(), worker.DeadStream)
 	if err != nil {

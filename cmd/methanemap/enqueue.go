@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
@@ -67,8 +68,8 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 			}
 			continue
 		}
-		scenes, err := loadScenes(f)
-		if err != nil {
+		scenes, err := readSceneFile(f)
+		if err != nil { // an ItemCollection's good Items still go
 			bad++
 			fmt.Fprintf(stderr, "%v\n", err)
 		}
@@ -80,4 +81,28 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 		return mm.Permanentf("enqueue: %d refused (see above)", bad)
 	}
 	return nil
+}
+
+// readSceneFile parses one file (or every .json file of a directory, via
+// loadScenes) and returns its good scenes even when some Items are bad.
+func readSceneFile(path string) ([]*mm.Scene, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return loadScenes(path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, mm.Permanent(err)
+	}
+	scenes, err := ingest.ParseMessage(data)
+	abs, aerr := filepath.Abs(filepath.Dir(path))
+	if aerr != nil {
+		return nil, aerr
+	}
+	for _, sc := range scenes {
+		ingest.ResolveHrefs(sc, abs)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", path, err)
+	}
+	return scenes, err
 }

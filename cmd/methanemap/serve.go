@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	mm "github.com/methanemap/methanemap"
@@ -77,8 +78,10 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	defer scorer.Close()
 	opts := pipeline.Options{Cutters: *cutters, Allow: allow, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
-	process := func(ctx context.Context, sc *mm.Scene, _ func(int, int)) ([]mm.Detection, []mm.Site, error) {
-		res, err := pipeline.Run(ctx, sc, scorer, opts)
+	process := func(ctx context.Context, sc *mm.Scene, progress func(int, int)) ([]mm.Detection, []mm.Site, error) {
+		o := opts
+		o.Progress = &eventProgress{report: progress, every: 5 * time.Second}
+		res, err := pipeline.Run(ctx, sc, scorer, o)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -135,4 +138,30 @@ func embeddedServer(listen, dir string) (*server.Server, error) {
 		return nil, errors.New("serve: the embedded NATS server did not start")
 	}
 	return ns, nil
+}
+
+// eventProgress turns pipeline progress into the worker's progress events,
+// at most one per interval.
+type eventProgress struct {
+	mu          sync.Mutex
+	report      func(done, total int)
+	every       time.Duration
+	done, total int
+	last        time.Time
+}
+
+func (p *eventProgress) Add(n int) {
+	p.mu.Lock()
+	p.total += n
+	p.mu.Unlock()
+}
+
+func (p *eventProgress) Tick(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	if time.Since(p.last) >= p.every {
+		p.last = time.Now()
+		p.report(p.done, p.total)
+	}
 }

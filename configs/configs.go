@@ -21,6 +21,13 @@ type Config struct {
 	Model  Model  `yaml:"model"`
 	Ingest Ingest `yaml:"ingest"`
 	Tiles  Tiles  `yaml:"tiles"`
+	Log    Log    `yaml:"log"`
+}
+
+// Log configures log/slog output on standard error.
+type Log struct {
+	Format string `yaml:"format"` // text (default) or json
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
 }
 
 // Model configures the classifier.
@@ -69,6 +76,7 @@ func Default() Config {
 		Model:  Model{Backend: "auto", BatchSize: 16},
 		Ingest: Ingest{GDALCacheMB: 256},
 		Tiles:  Tiles{MinValid: 0.5, MaxCloud: 0.5},
+		Log:    Log{Format: "text", Level: "info"},
 	}
 }
 
@@ -99,7 +107,8 @@ func Load(path string) (Config, error) {
 // METHANEMAP_INGEST_GDAL_CACHE_MB, METHANEMAP_TILES_STRIDE_M,
 // METHANEMAP_TILES_MIN_VALID and METHANEMAP_TILES_MAX_CLOUD.
 func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
-	strs := map[string]*string{"METHANEMAP_MODEL_DIR": &c.Model.Dir, "METHANEMAP_MODEL_BACKEND": &c.Model.Backend, "ONNXRUNTIME_LIB": &c.Model.ORTLibrary}
+	strs := map[string]*string{"METHANEMAP_MODEL_DIR": &c.Model.Dir, "METHANEMAP_MODEL_BACKEND": &c.Model.Backend, "ONNXRUNTIME_LIB": &c.Model.ORTLibrary,
+		"METHANEMAP_LOG_FORMAT": &c.Log.Format, "METHANEMAP_LOG_LEVEL": &c.Log.Level}
 	for k, p := range strs {
 		if v, ok := lookup(k); ok {
 			*p = v
@@ -138,6 +147,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("configs: model.threads: must not be negative, got %d", c.Model.Threads)
 	case c.Model.BatchSize < 1 || c.Model.BatchSize > 1024:
 		return fmt.Errorf("configs: model.batch_size: want 1 to 1024, got %d", c.Model.BatchSize)
+	case c.Log.Format != "text" && c.Log.Format != "json":
+		return fmt.Errorf("configs: log.format: want text or json, got %q", c.Log.Format)
+	case c.Log.Level != "debug" && c.Log.Level != "info" && c.Log.Level != "warn" && c.Log.Level != "error":
+		return fmt.Errorf("configs: log.level: want debug, info, warn or error, got %q", c.Log.Level)
 	case c.Ingest.GDALCacheMB < 16:
 		return fmt.Errorf("configs: ingest.gdal_cache_mb: want at least 16, got %d", c.Ingest.GDALCacheMB)
 	case c.Tiles.StrideM < 0:

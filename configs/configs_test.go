@@ -40,3 +40,16 @@ func TestLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentedConfig loads the documented file: every key it names must
+// exist (unknown keys are errors) and its values must be the defaults.
+func TestDocumentedConfig(t *testing.T) {
+	c, err := Load("methanemap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if c.Model != d.Model || c.Ingest.GDALCacheMB != d.Ingest.GDALCacheMB || len(c.Ingest.Allow) != 0 || c.Tiles != d.Tiles || c.Log != d.Log {
+		t.Errorf("documented config %+v differs from the defaults %+v", c, d)
+	}
+}

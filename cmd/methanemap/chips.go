@@ -53,7 +53,7 @@ func runChips(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if *stride == 0 {
 		*stride = card.Chip.StrideM
 	}
-	log := newLogger(stderr)
+	log := newLogger(cfg.Log, stderr)
 	for _, sc := range scenes {
 		dir := filepath.Join(*out, sc.ID)
 		ex := chipExport{card: card, dir: dir, limit: *limit, stride: *stride, aoi: aoi,

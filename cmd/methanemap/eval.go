@@ -41,7 +41,7 @@ func runEval(ctx context.Context, cfg configs.Config, args []string, stdout, std
 	if len(scenes) == 0 && *heldOut == 0 {
 		return usagef("eval: give --scene FILE or --held-out N")
 	}
-	scorer, err := newScorer(cfg, *modelDir, *backend, *batch, newLogger(stderr))
+	scorer, err := newScorer(cfg, *modelDir, *backend, *batch, newLogger(cfg.Log, stderr))
 	if err != nil {
 		return err
 	}

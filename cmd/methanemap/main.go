@@ -104,8 +104,17 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'methanemap COMMAND -h' for a command's flags.")
 }
 
-func newLogger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+// newLogger logs to w as the configuration's log section says.
+func newLogger(lc configs.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(lc.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // parseFlags parses args and turns flag errors into usage errors.

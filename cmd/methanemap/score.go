@@ -76,7 +76,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		}
 		scenes = append(scenes, s...)
 	}
-	log := newLogger(stderr)
+	log := newLogger(cfg.Log, stderr)
 	scorer, err := newScorer(cfg, *modelDir, *backend, *batch, log)
 	if err != nil {
 		return err

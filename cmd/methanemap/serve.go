@@ -40,7 +40,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log := newLogger(stderr)
+	log := newLogger(cfg.Log, stderr)
 	if len(allow) == 0 {
 		allow = cfg.Ingest.Allow
 	}

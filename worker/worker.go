@@ -27,6 +27,40 @@ type Worker struct {
 	cfg     Config
 	process Processor
 	log     *slog.Logger
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// Stats counts what a worker did since it started.
+type Stats struct {
+	Done       int            // scenes acked
+	Retried    int            // transient failures naked for redelivery
+	Dead       int            // messages given up on (dead letters)
+	Detections map[string]int // published, by class
+	Sites      int
+	InFlight   int
+}
+
+// Stats returns a copy of the worker's counters.
+func (w *Worker) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.stats
+	st.Detections = map[string]int{}
+	for k, v := range w.stats.Detections {
+		st.Detections[k] = v
+	}
+	return st
+}
+
+func (w *Worker) count(f func(*Stats)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stats.Detections == nil {
+		w.stats.Detections = map[string]int{}
+	}
+	f(&w.stats)
 }
 
 // New makes a worker on the consumer EnsureStreams returned.
@@ -111,6 +145,8 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	sc := scenes[0]
 	log := w.log.With("scene", sc.ID, "delivery", delivery)
+	w.count(func(s *Stats) { s.InFlight++ })
+	defer w.count(func(s *Stats) { s.InFlight-- })
 	w.event(ctx, Event{Scene: sc.ID, Event: "started", Delivery: delivery})
 	stop := w.heartbeat(msg)
 	dets, sites, err := w.process(ctx, sc, func(done, total int) {
@@ -129,6 +165,13 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		for _, d := range dets {
 			counts[string(d.Class)]++
 		}
+		w.count(func(s *Stats) {
+			s.Done++
+			s.Sites += len(sites)
+			for k, v := range counts {
+				s.Detections[k] += v
+			}
+		})
 		w.event(ctx, Event{Scene: sc.ID, Event: "done", Detections: counts, Sites: len(sites)})
 		log.Info("scene done", "detections", len(dets), "sites", len(sites))
 	case mm.IsPermanent(err) || delivery >= uint64(w.cfg.MaxDeliver):
@@ -136,6 +179,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	default:
 		delay := w.cfg.Backoff[min(int(delivery)-1, len(w.cfg.Backoff)-1)]
 		log.Warn("scene failed, will retry", "err", err, "in", delay)
+		w.count(func(s *Stats) { s.Retried++ })
 		w.event(ctx, Event{Scene: sc.ID, Event: "failed", Reason: err.Error(), Delivery: delivery})
 		msg.NakWithDelay(delay)
 	}
@@ -163,6 +207,7 @@ func (w *Worker) heartbeat(msg jetstream.Msg) (stop func()) {
 func (w *Worker) giveUp(ctx context.Context, msg jetstream.Msg, scene string, delivery uint64, err error) {
 	reason := err.Error()
 	w.log.Error("scene given up", "scene", scene, "delivery", delivery, "reason", reason)
+	w.count(func(s *Stats) { s.Dead++ })
 	dl := DeadLetter{Scene: scene, Reason: reason, Delivery: delivery, Time: time.Now().UTC()}
 	if json.Valid(msg.Data()) {
 		dl.Message = msg.Data()

@@ -30,7 +30,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	natsURL := fs.String("nats", "", "NATS server URL(s), comma-separated (default: an embedded server with JetStream)")
 	dataDir := fs.String("data", "./data", "data directory (the embedded server's JetStream store)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz and /readyz (port 0: any free port)")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz, /readyz and /metrics (port 0: any free port)")
 	concurrency := fs.Int("concurrency", 1, "scenes in flight")
 	modelDir := fs.String("model", cfg.Model.Dir, "model directory (default: the built-in demo model)")
 	backend := fs.String("backend", cfg.Model.Backend, "auto, onnxruntime or onnxgo")
@@ -78,13 +78,16 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	defer scorer.Close()
 	opts := pipeline.Options{Cutters: *cutters, Allow: allow, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
+	met := newMetrics()
 	process := func(ctx context.Context, sc *mm.Scene, progress func(int, int)) ([]mm.Detection, []mm.Site, error) {
 		o := opts
 		o.Progress = &eventProgress{report: progress, every: 5 * time.Second}
+		t0 := time.Now()
 		res, err := pipeline.Run(ctx, sc, scorer, o)
 		if err != nil {
 			return nil, nil, err
 		}
+		met.scene(res, time.Since(t0))
 		return res.Detections, publisher.Sites(res.Detections, res.Probes...), nil
 	}
 	ln, err := net.Listen("tcp", *httpAddr)
@@ -105,9 +108,13 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	w := worker.New(js, cons, wcfg, process, log)
+	mux.HandleFunc("/metrics", func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		met.write(r.Context(), rw, w.Stats(), cons)
+	})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
-	w := worker.New(js, cons, wcfg, process, log)
 	log.Info("serving", "model", scorer.Model.Card.ID(), "concurrency", *concurrency)
 	err = w.Run(ctx) // returns when ctx ends, after the scenes in flight
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

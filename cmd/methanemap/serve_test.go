@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -78,6 +79,19 @@ func TestServeAndEnqueue(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		if m, err := events.GetLastMsgForSubject(context.Background(), "methanemap.events."+id); err == nil {
 			json.Unmarshal(m.Data, &last)
+		}
+	}
+	// /metrics counts the scene, its chips and detections
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"methanemap_scenes_done_total 1", "methanemap_chips_scored_total ", "methanemap_detections_total{class=",
+		"methanemap_consumer_pending ", "methanemap_scene_seconds_count 1", "# TYPE methanemap_scene_seconds histogram"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
 	}
 	// watch prints what the stream holds as GeoJSON lines

@@ -22,7 +22,9 @@ import (
 // or duplicate; a bad one is refused with the reason and the rest still go.
 func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
-	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URL")
+	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
+	var auth natsAuth
+	auth.flags(fs)
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		return usagef("enqueue: %v", err)
@@ -30,7 +32,11 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 	if fs.NArg() == 0 {
 		return usagef("enqueue: give scene files, or - for JSON lines on stdin")
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name("methanemap enqueue"))
+	nopts, err := auth.options()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*natsURL, append(nopts, nats.Name("methanemap enqueue"))...)
 	if err != nil {
 		return fmt.Errorf("enqueue: NATS %s: %w", *natsURL, err)
 	}

@@ -28,6 +28,9 @@ import (
 func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	natsURL := fs.String("nats", "", "NATS server URL(s), comma-separated (default: an embedded server with JetStream)")
+	var auth natsAuth
+	auth.flags(fs)
+	replicas := fs.Int("replicas", 1, "stream replicas (3 on a JetStream cluster)")
 	dataDir := fs.String("data", "./data", "data directory (the embedded server's JetStream store)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz, /readyz and /metrics (port 0: any free port)")
@@ -58,7 +61,11 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		url = ns.ClientURL()
 		log.Info("embedded NATS server with JetStream", "url", url, "store", filepath.Join(*dataDir, "jetstream"))
 	}
-	nc, err := nats.Connect(url, nats.Name("methanemap serve"), nats.MaxReconnects(-1))
+	nopts, err := auth.options()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(url, append(nopts, nats.Name("methanemap serve"), nats.MaxReconnects(-1))...)
 	if err != nil {
 		return fmt.Errorf("serve: NATS %s: %w", url, err)
 	}
@@ -67,7 +74,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if err != nil {
 		return err
 	}
-	wcfg := worker.Config{Concurrency: *concurrency}
+	wcfg := worker.Config{Concurrency: *concurrency, Replicas: *replicas}
 	cons, err := worker.EnsureStreams(ctx, js, wcfg)
 	if err != nil {
 		return err

@@ -19,7 +19,9 @@ import (
 // `methanemap watch > live.geojsonl` feeds a GIS layer.
 func runWatch(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
-	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URL")
+	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
+	var auth natsAuth
+	auth.flags(fs)
 	class := fs.String("class", "", "only this class")
 	since := fs.Duration("since", 0, "only detections published this long ago or later (0: all the stream holds)")
 	sites := fs.Bool("sites", false, "print sites instead of detections")
@@ -37,7 +39,11 @@ func runWatch(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	} else {
 		subject += *class
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name("methanemap watch"))
+	nopts, err := auth.options()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*natsURL, append(nopts, nats.Name("methanemap watch"))...)
 	if err != nil {
 		return fmt.Errorf("watch: NATS %s: %w", *natsURL, err)
 	}

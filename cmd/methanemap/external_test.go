@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,125 @@ func TestServeOnExternalNATS(t *testing.T) {
 	}
 	if last.Event != "done" {
 		t.Fatalf("last event %+v; serve: %s", last, serveErr.String())
+	}
+}
+
+// TestWorkerKilledMidScene kills (SIGKILL) the only worker while it scores
+// a scene; a second worker gets the scene after the ack wait and completes
+// it, and the detections stream holds each detection id once.
+func TestWorkerKilledMidScene(t *testing.T) {
+	port := freePort(t)
+	srv := exec.Command("nats-server", "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	var nc *nats.Conn
+	var err error
+	for i := 0; i < 50; i++ {
+		if nc, err = nats.Connect(url); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	// a 5 km scene: long enough to be killed in the middle of
+	big := t.TempDir()
+	if code, _, stderr := cli(t, "fixtures", "--out", big, "--size-km", "5"); code != 0 {
+		t.Fatal(stderr)
+	}
+	worker := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMainChild$")
+		cmd.Env = append(os.Environ(), "METHANEMAP_MAIN_CHILD=serve --nats "+url+" --http 127.0.0.1:0 --cutters 1 --backend onnxgo --ack-wait 3s --allow "+big)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	first := worker()
+	var events jetstream.Stream
+	for i := 0; i < 100 && events == nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+		events, _ = js.Stream(context.Background(), "METHANEMAP_EVENTS")
+	}
+	if code, stdout, stderr := cli(t, "enqueue", "--nats", url, filepath.Join(big, "scene.json")); code != 0 {
+		t.Fatalf("enqueue: %s %s", stdout, stderr)
+	}
+	id := "fixture_-93.6200_42.0300"
+	last := func() (e struct {
+		Event    string `json:"event"`
+		Delivery uint64 `json:"delivery"`
+	}) {
+		if m, err := events.GetLastMsgForSubject(context.Background(), "methanemap.events."+id); err == nil {
+			json.Unmarshal(m.Data, &e)
+		}
+		return e
+	}
+	for i := 0; i < 100 && last().Event != "started"; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // mid-scene
+	first.Process.Kill()
+	first.Wait()
+	second := worker()
+	defer func() { second.Process.Signal(os.Interrupt); second.Wait() }()
+	for i := 0; i < 1200 && last().Event != "done"; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if e := last(); e.Event != "done" {
+		t.Fatalf("the scene did not complete after its worker was killed: last event %+v", e)
+	}
+	// the scene was started twice: by the killed worker, then redelivered
+	ec, err := events.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{"methanemap.events." + id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	redelivered := false
+	if b, err := ec.Fetch(100, jetstream.FetchMaxWait(500*time.Millisecond)); err == nil {
+		for m := range b.Messages() {
+			var e struct {
+				Event    string `json:"event"`
+				Delivery uint64 `json:"delivery"`
+			}
+			json.Unmarshal(m.Data(), &e)
+			redelivered = redelivered || (e.Event == "started" && e.Delivery >= 2)
+		}
+	}
+	if !redelivered {
+		t.Error("no second delivery of the scene was started: the worker was not killed mid-scene")
+	}
+	// every detection id once
+	s, _ := js.Stream(context.Background(), "METHANEMAP_DETECTIONS")
+	c, err := s.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{"methanemap.detections.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for {
+		b, err := c.Fetch(100, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range b.Messages() {
+			seen[m.Headers().Get(jetstream.MsgIDHeader)]++
+			n++
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if len(seen) == 0 {
+		t.Fatal("no detections on the stream")
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("detection %s is on the stream %d times", id, n)
+		}
 	}
 }

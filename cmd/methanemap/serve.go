@@ -31,6 +31,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	var auth natsAuth
 	auth.flags(fs)
 	replicas := fs.Int("replicas", 1, "stream replicas (3 on a JetStream cluster)")
+	ackWait := fs.Duration("ack-wait", 2*time.Minute, "redeliver a scene whose worker went silent for this long")
 	dataDir := fs.String("data", "./data", "data directory (the embedded server's JetStream store)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz, /readyz and /metrics (port 0: any free port)")
@@ -74,7 +75,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if err != nil {
 		return err
 	}
-	wcfg := worker.Config{Concurrency: *concurrency, Replicas: *replicas}
+	wcfg := worker.Config{Concurrency: *concurrency, Replicas: *replicas, AckWait: *ackWait}
 	cons, err := worker.EnsureStreams(ctx, js, wcfg)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(MAKE) --no-print-directory ort
+	@command -v nats >/dev/null || { echo "installing the nats CLI"; GOBIN=/usr/local/bin $(GO) install github.com/nats-io/natscli/nats@v0.5.0; }
 	@$(GO) mod download
 
 # ort installs ONNX Runtime's shared library where the binary looks first.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,5 +141,77 @@ func TestServeAndEnqueue(t *testing.T) {
 	}
 	if dl.Scene != "evil" || !strings.Contains(dl.Reason, "/etc/passwd: not under an allowed directory") {
 		t.Errorf("dead letter %+v", dl)
+	}
+}
+
+// TestNatsCLI drives the daemon with the real `nats` CLI: it publishes a
+// scene to methanemap.scenes and subscribes to methanemap.detections.>.
+func TestNatsCLI(t *testing.T) {
+	natsCLI, err := exec.LookPath("nats")
+	if err != nil {
+		t.Fatal("the nats CLI is missing: make deps installs it")
+	}
+	natsPort := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	fixtures := fixtureDir(t)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan int)
+	var serveErr bytes.Buffer
+	go func() {
+		served <- run(ctx, []string{"serve", "--data", t.TempDir(), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
+			"--http", "127.0.0.1:0", "--cutters", "1", "--allow", fixtures}, &bytes.Buffer{}, &serveErr)
+	}()
+	defer func() {
+		stop()
+		<-served
+	}()
+	var nc *nats.Conn
+	for i := 0; i < 100; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if nc, err = nats.Connect(url); err == nil {
+			js, _ := jetstream.New(nc)
+			if _, err = js.Stream(context.Background(), worker.ScenesStream); err == nil {
+				break
+			}
+			nc.Close()
+		}
+	}
+	if err != nil {
+		t.Fatalf("serve not ready: %v %s", err, serveErr.String())
+	}
+	defer nc.Close()
+	sub := exec.Command(natsCLI, "--server", url, "sub", "methanemap.detections.>", "--count", "1", "--raw")
+	var subOut bytes.Buffer
+	sub.Stdout = &subOut
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	scenes, err := loadScenes(filepath.Join(fixtures, "scene.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenes[0].ID = "via-nats-cli"
+	body, _ := json.Marshal(scenes[0])
+	if out, err := exec.Command(natsCLI, "--server", url, "pub", "methanemap.scenes", "-H", "Nats-Msg-Id:via-nats-cli", string(body)).CombinedOutput(); err != nil {
+		t.Fatalf("nats pub: %v %s", err, out)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sub.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("nats sub: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		sub.Process.Kill()
+		t.Fatalf("no detection reached nats sub: %s", serveErr.String())
+	}
+	var f struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(subOut.Bytes()), &f); err != nil || f.Type != "Feature" || !strings.HasPrefix(f.ID, "via-nats-cli/") {
+		t.Fatalf("nats sub printed %q", subOut.String())
 	}
 }

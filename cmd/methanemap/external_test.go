@@ -205,3 +205,74 @@ func TestWorkerKilledMidScene(t *testing.T) {
 		}
 	}
 }
+
+// TestBrokerRestart stops the external nats-server under a running daemon
+// and starts it again on the same port and store: the daemon reconnects,
+// and a scene queued afterwards is scored.
+func TestBrokerRestart(t *testing.T) {
+	port, store := freePort(t), t.TempDir()
+	start := func() *exec.Cmd {
+		srv := exec.Command("nats-server", "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", store)
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := start()
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	fixtures := fixtureDir(t)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan int)
+	var serveErr bytes.Buffer
+	time.Sleep(300 * time.Millisecond)
+	go func() {
+		served <- run(ctx, []string{"serve", "--nats", url, "--http", "127.0.0.1:0", "--cutters", "1", "--allow", fixtures}, &bytes.Buffer{}, &serveErr)
+	}()
+	defer func() {
+		stop()
+		<-served
+	}()
+	waitStream := func() {
+		for i := 0; i < 100; i++ {
+			time.Sleep(100 * time.Millisecond)
+			nc, err := nats.Connect(url)
+			if err != nil {
+				continue
+			}
+			js, _ := jetstream.New(nc)
+			_, err = js.Stream(context.Background(), worker.ScenesStream)
+			nc.Close()
+			if err == nil {
+				return
+			}
+		}
+		t.Fatalf("streams never appeared: %s", serveErr.String())
+	}
+	waitStream()
+	srv.Process.Signal(os.Interrupt)
+	srv.Wait()
+	time.Sleep(time.Second)
+	srv = start()
+	waitStream()
+	if code, stdout, stderr := cli(t, "enqueue", "--nats", url, filepath.Join(fixtures, "scene.json")); code != 0 {
+		t.Fatalf("enqueue after the restart: %s %s", stdout, stderr)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	events, _ := js.Stream(context.Background(), worker.EventsStream)
+	var last worker.Event
+	for i := 0; i < 600 && last.Event != "done"; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if m, err := events.GetLastMsgForSubject(context.Background(), "methanemap.events.fixture_-93.6200_42.0300"); err == nil {
+			json.Unmarshal(m.Data, &last)
+		}
+	}
+	if last.Event != "done" {
+		t.Fatalf("after the broker restart the scene did not complete: %+v\n%s", last, serveErr.String())
+	}
+}

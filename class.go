@@ -18,6 +18,17 @@ const (
 // Classes lists the six classes in the design's order.
 var Classes = [NumClasses]Class{CAFO, CoalMine, Landfill, ProcessingPlant, RefineryTerminal, WastewaterTreatment}
 
+// Index is the class's position in Classes (and in Scores), or -1 for a
+// string that is not one of the six.
+func (c Class) Index() int {
+	for i, k := range Classes {
+		if k == c {
+			return i
+		}
+	}
+	return -1
+}
+
 // ParseClass returns the class named s, or an error listing the valid ids.
 func ParseClass(s string) (Class, error) {
 	for _, c := range Classes {

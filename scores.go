@@ -8,10 +8,8 @@ type Scores [NumClasses]float64
 
 // Of returns the score of class c (0 for an unknown class).
 func (s Scores) Of(c Class) float64 {
-	for i, k := range Classes {
-		if k == c {
-			return s[i]
-		}
+	if i := c.Index(); i >= 0 {
+		return s[i]
 	}
 	return 0
 }

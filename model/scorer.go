@@ -117,7 +117,7 @@ func (s *Scorer) scoreBatch(chips []mm.Chip) ([]mm.Scores, error) {
 	}
 	idx := make([]int, k) // card class i → position in mm.Classes
 	for i, c := range card.Classes {
-		idx[i] = classIndex(c)
+		idx[i] = c.Index()
 	}
 	scores := make([]mm.Scores, n)
 	for r := range n {
@@ -137,15 +137,6 @@ func tensorLen(c mm.Chip, i int) int {
 		return 0
 	}
 	return len(c.Inputs[i].Data)
-}
-
-func classIndex(c mm.Class) int {
-	for i, k := range mm.Classes {
-		if k == c {
-			return i
-		}
-	}
-	return -1 // unreachable: cards are validated
 }
 
 // Threshold returns the card's threshold for a class (default 0.5).

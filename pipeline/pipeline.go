@@ -43,6 +43,9 @@ type Result struct {
 	Skipped    map[string]int // chips skipped, by reason
 }
 
+// Sites merges the scene's detections into sites, placed with its probes.
+func (r Result) Sites() []mm.Site { return publisher.Sites(r.Detections, r.Probes...) }
+
 type noProgress struct{}
 
 func (noProgress) Add(int)  {}
@@ -263,7 +266,7 @@ func (r *run) probe(ctx context.Context, src *ingest.Source, grid *tiles.Grid) e
 	}
 	for i, c := range chips {
 		for _, w := range wanted[c.ID] {
-			k := classIndex(w.class)
+			k := w.class.Index()
 			if s := scores[i][k]; s >= r.thresholdOf(w.class) {
 				r.res.Probes = append(r.res.Probes, publisher.Probe{Parent: w.parent, Detection: mm.Detection{
 					Class: w.class, Score: s, SceneID: sc.ID, ChipID: c.ID, Footprint: c.Footprint}})
@@ -332,13 +335,4 @@ func hasClass(card *model.Card, c mm.Class) bool {
 		}
 	}
 	return false
-}
-
-func classIndex(c mm.Class) int {
-	for i, k := range mm.Classes {
-		if k == c {
-			return i
-		}
-	}
-	return -1
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/methanemap/methanemap/model"
 	"github.com/methanemap/methanemap/models"
 	"github.com/methanemap/methanemap/pipeline"
-	"github.com/methanemap/methanemap/publisher"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,7 +58,7 @@ func processor(t *testing.T) Processor {
 		if err != nil {
 			return nil, nil, err
 		}
-		return res.Detections, publisher.Sites(res.Detections, res.Probes...), nil
+		return res.Detections, res.Sites(), nil
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -115,7 +114,7 @@ func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *mo
 		return nil, err
 	}
 	sc := scs[0]
-	truth, err := readTruth(filepath.Join(filepath.Dir(sceneFile), "truth.geojson"))
+	truth, err := fixtures.ReadTruth(filepath.Join(filepath.Dir(sceneFile), "truth.geojson"))
 	if err != nil {
 		return nil, err
 	}
@@ -149,75 +148,23 @@ func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *mo
 		out[i].cloud = chips[i].CloudFraction
 	}
 	for _, tp := range truth {
-		xy, err := toGrid.Point(tp.lonlat)
+		xy, err := toGrid.Point(tp.LonLat)
 		if err != nil {
 			return nil, err
 		}
-		k := classIndexOf(tp.class)
+		k := tp.Class.Index()
 		for i, c := range chips {
 			b := c.ID.Bounds()
 			switch {
 			case xy[0] >= b[0] && xy[0] < b[2] && xy[1] >= b[1] && xy[1] < b[3]:
 				out[i].truth[k] = true
-				fmt.Fprintf(w, "%s %-32s at %9.5f,%8.5f chip %-22s score %.3f\n", sc.ID, tp.class, tp.lonlat[0], tp.lonlat[1], c.ID, scores[i][k])
-			case math.Hypot(math.Max(b[0]-xy[0], math.Max(0, xy[0]-b[2])), math.Max(b[1]-xy[1], math.Max(0, xy[1]-b[3]))) < tp.radius:
+				fmt.Fprintf(w, "%s %-32s at %9.5f,%8.5f chip %-22s score %.3f\n", sc.ID, tp.Class, tp.LonLat[0], tp.LonLat[1], c.ID, scores[i][k])
+			case math.Hypot(math.Max(b[0]-xy[0], math.Max(0, xy[0]-b[2])), math.Max(b[1]-xy[1], math.Max(0, xy[1]-b[3]))) < tp.RadiusM:
 				out[i].ambiguous[k] = true
 			}
 		}
 	}
 	return out, nil
-}
-
-type truthPoint struct {
-	class  mm.Class
-	lonlat orb.Point
-	radius float64 // metres from the centre that the facility may cover
-}
-
-func readTruth(path string) ([]truthPoint, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, mm.Permanentf("truth: %w", err)
-	}
-	var fc struct {
-		Features []struct {
-			Geometry struct {
-				Coordinates []float64 `json:"coordinates"`
-			} `json:"geometry"`
-			Properties struct {
-				Class  mm.Class `json:"class"`
-				Radius float64  `json:"radius_m"`
-			} `json:"properties"`
-		} `json:"features"`
-	}
-	if err := json.Unmarshal(data, &fc); err != nil {
-		return nil, mm.Permanentf("truth %s: %w", path, err)
-	}
-	var out []truthPoint
-	for _, f := range fc.Features {
-		if len(f.Geometry.Coordinates) < 2 {
-			continue
-		}
-		if _, err := mm.ParseClass(string(f.Properties.Class)); err != nil {
-			return nil, mm.Permanentf("truth %s: %w", path, err)
-		}
-		r := f.Properties.Radius
-		if r == 0 {
-			r = 300
-		}
-		out = append(out, truthPoint{f.Properties.Class, orb.Point{f.Geometry.Coordinates[0], f.Geometry.Coordinates[1]}, r})
-	}
-	return out, nil
-}
-
-// classIndexOf is the position of a class read with mm.ParseClass.
-func classIndexOf(c mm.Class) int {
-	for i, k := range mm.Classes {
-		if k == c {
-			return i
-		}
-	}
-	panic("unknown class " + string(c))
 }
 
 // auprc is the average precision of class k over the chips: the mean of

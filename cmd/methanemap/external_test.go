@@ -55,7 +55,7 @@ func TestServeOnExternalNATS(t *testing.T) {
 	}()
 	js, _ := jetstream.New(nc)
 	var scenes jetstream.Stream
-	for i := 0; i < 100 && scenes == nil; i++ {
+	for i := 0; i < 600 && scenes == nil; i++ {
 		time.Sleep(100 * time.Millisecond)
 		scenes, _ = js.Stream(context.Background(), worker.ScenesStream)
 	}
@@ -125,7 +125,7 @@ func TestWorkerKilledMidScene(t *testing.T) {
 	}
 	first := worker()
 	var events jetstream.Stream
-	for i := 0; i < 100 && events == nil; i++ {
+	for i := 0; i < 600 && events == nil; i++ {
 		time.Sleep(100 * time.Millisecond)
 		events, _ = js.Stream(context.Background(), "METHANEMAP_EVENTS")
 	}
@@ -142,7 +142,7 @@ func TestWorkerKilledMidScene(t *testing.T) {
 		}
 		return e
 	}
-	for i := 0; i < 100 && last().Event != "started"; i++ {
+	for i := 0; i < 600 && last().Event != "started"; i++ { // up to a minute on a loaded machine
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // mid-scene
@@ -234,7 +234,7 @@ func TestBrokerRestart(t *testing.T) {
 		<-served
 	}()
 	waitStream := func() {
-		for i := 0; i < 100; i++ {
+		for i := 0; i < 600; i++ {
 			time.Sleep(100 * time.Millisecond)
 			nc, err := nats.Connect(url)
 			if err != nil {

@@ -8,24 +8,40 @@ import (
 	"time"
 )
 
-// progress reports chips done out of the total known so far: a bar
-// redrawn in place on a terminal, a log line every 10 s otherwise, nothing
-// when quiet.
+// progress counts chips done out of the total known so far and reports at
+// most once per interval: a bar redrawn in place on a terminal, a log line
+// every 10 s otherwise, nothing when quiet (newProgress), or a callback
+// such as the daemon's progress events (newEventProgress).
 type progress struct {
 	mu           sync.Mutex
-	w            io.Writer
-	tty, quiet   bool
+	every        time.Duration
+	atEnd        bool // also report when the last chip is done
+	emit         func(now time.Time)
 	done_, total int
 	start, last  time.Time
+
+	w   io.Writer
+	tty bool
 }
 
 func newProgress(w io.Writer, quiet bool) *progress {
-	p := &progress{w: w, quiet: quiet, start: time.Now(), last: time.Now()}
+	p := &progress{w: w, every: 10 * time.Second, atEnd: true, start: time.Now(), last: time.Now()}
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			p.tty = true
+			p.tty, p.every = true, 200*time.Millisecond
 		}
 	}
+	p.emit = p.print
+	if quiet {
+		p.emit, p.tty = func(time.Time) {}, false
+	}
+	return p
+}
+
+// newEventProgress calls report(done, total) at most once per interval.
+func newEventProgress(report func(done, total int), every time.Duration) *progress {
+	p := &progress{every: every, start: time.Now()}
+	p.emit = func(time.Time) { report(p.done_, p.total) }
 	return p
 }
 
@@ -41,19 +57,12 @@ func (p *progress) Tick(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done_ += n
-	if p.quiet {
-		return
-	}
 	now := time.Now()
-	every := 10 * time.Second
-	if p.tty {
-		every = 200 * time.Millisecond
-	}
-	if now.Sub(p.last) < every && p.done_ < p.total {
+	if now.Sub(p.last) < p.every && !(p.atEnd && p.done_ >= p.total) {
 		return
 	}
 	p.last = now
-	p.print(now)
+	p.emit(now)
 }
 
 func (p *progress) print(now time.Time) {
@@ -86,7 +95,7 @@ func (p *progress) print(now time.Time) {
 func (p *progress) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.tty && !p.quiet {
+	if p.tty {
 		p.print(time.Now())
 		fmt.Fprintln(p.w)
 	}

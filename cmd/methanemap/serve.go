@@ -11,13 +11,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
 	"github.com/methanemap/methanemap/pipeline"
-	"github.com/methanemap/methanemap/publisher"
 	"github.com/methanemap/methanemap/tiles"
 	"github.com/methanemap/methanemap/worker"
 	"github.com/nats-io/nats-server/v2/server"
@@ -89,14 +87,14 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	met := newMetrics()
 	process := func(ctx context.Context, sc *mm.Scene, progress func(int, int)) ([]mm.Detection, []mm.Site, error) {
 		o := opts
-		o.Progress = &eventProgress{report: progress, every: 5 * time.Second}
+		o.Progress = newEventProgress(progress, 5*time.Second)
 		t0 := time.Now()
 		res, err := pipeline.Run(ctx, sc, scorer, o)
 		if err != nil {
 			return nil, nil, err
 		}
 		met.scene(res, time.Since(t0))
-		return res.Detections, publisher.Sites(res.Detections, res.Probes...), nil
+		return res.Detections, res.Sites(), nil
 	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
@@ -153,30 +151,4 @@ func embeddedServer(listen, dir string) (*server.Server, error) {
 		return nil, errors.New("serve: the embedded NATS server did not start")
 	}
 	return ns, nil
-}
-
-// eventProgress turns pipeline progress into the worker's progress events,
-// at most one per interval.
-type eventProgress struct {
-	mu          sync.Mutex
-	report      func(done, total int)
-	every       time.Duration
-	done, total int
-	last        time.Time
-}
-
-func (p *eventProgress) Add(n int) {
-	p.mu.Lock()
-	p.total += n
-	p.mu.Unlock()
-}
-
-func (p *eventProgress) Tick(n int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done += n
-	if time.Since(p.last) >= p.every {
-		p.last = time.Now()
-		p.report(p.done, p.total)
-	}
 }

@@ -43,7 +43,7 @@ func TestServeAndEnqueue(t *testing.T) {
 			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--cutters", "1", "--allow", fixtures}, &bytes.Buffer{}, &serveErr)
 	}()
 	ready := false
-	for i := 0; i < 100 && !ready; i++ {
+	for i := 0; i < 600 && !ready; i++ {
 		time.Sleep(100 * time.Millisecond)
 		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort)); err == nil {
 			ready = resp.StatusCode == http.StatusOK
@@ -126,7 +126,7 @@ func TestServeAndEnqueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dl worker.DeadLetter
-	for i := 0; i < 100 && dl.Scene == ""; i++ {
+	for i := 0; i < 600 && dl.Scene == ""; i++ {
 		time.Sleep(100 * time.Millisecond)
 		if m, err := dead.GetLastMsgForSubject(context.Background(), "methanemap.dead"); err == nil {
 			json.Unmarshal(m.Data, &dl)
@@ -166,7 +166,7 @@ func TestNatsCLI(t *testing.T) {
 		<-served
 	}()
 	var nc *nats.Conn
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 600; i++ {
 		time.Sleep(100 * time.Millisecond)
 		if nc, err = nats.Connect(url); err == nil {
 			js, _ := jetstream.New(nc)

@@ -51,23 +51,25 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# demo writes a fixture scene with one facility of each class, scores it
-# with the demo model into GeoJSON and GeoPackage layers, exports its chips,
-# and checks the scores against the planted truth.
+# demo writes a fixture scene with one facility of each class; runs the
+# daemon on its embedded broker, queues the scene, prints the detections as
+# they arrive and writes them to files, then stops the daemon; scores the
+# same scene offline, exports its chips, and checks the scores against the
+# planted truth.
 demo: build
 	rm -rf $(DEMO)
 	./$(BIN) fixtures --out $(DEMO)/scene
 	./$(BIN) model inspect
+	scripts/demo-daemon.sh ./$(BIN) $(DEMO)/scene/scene.json $(DEMO)/daemon
 	./$(BIN) score --scene $(DEMO)/scene/scene.json -o $(DEMO)/detections.geojson --sites $(DEMO)/sites.geojson
-	./$(BIN) score --scene $(DEMO)/scene/scene.json -o $(DEMO)/detections.gpkg --sites $(DEMO)/sites.gpkg --quiet
 	./$(BIN) chips --scene $(DEMO)/scene/scene.json --out $(DEMO)/chips
 	./$(BIN) eval --scene $(DEMO)/scene/scene.json
 	@echo
 	@echo "demo scene:      $(DEMO)/scene  (naip.tif, s2/*.tif, s1.tif, scene.json, truth.geojson)"
-	@echo "detections:      $(DEMO)/detections.geojson, $(DEMO)/detections.gpkg (open in QGIS)"
-	@echo "sites:           $(DEMO)/sites.geojson, $(DEMO)/sites.gpkg"
+	@echo "from the daemon: $(DEMO)/daemon/*.detections.gpkg, *.sites.gpkg, live.geojsonl (open in QGIS)"
+	@echo "offline score:   $(DEMO)/detections.geojson, $(DEMO)/sites.geojson"
 	@echo "chips:           $(DEMO)/chips  (one GeoTIFF per chip, chips.geojson indexes them)"
-	@echo "try:             ogrinfo -so -al $(DEMO)/detections.gpkg"
+	@echo "try:             ogrinfo -so -al $(DEMO)/daemon/*.detections.gpkg"
 
 # eval prints the demo model's per-class AUPRC on held-out synthetic scenes.
 eval: build

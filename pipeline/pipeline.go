@@ -41,6 +41,18 @@ type Result struct {
 	Probes     []publisher.Probe
 	Scored     int            // chips scored (probes not counted)
 	Skipped    map[string]int // chips skipped, by reason
+	Stages     Stages         // where the time went
+}
+
+// Stages is the time a scene spent in each stage. Cutting and inference
+// overlap, so Cut and Infer may add up to more than Total; Cut sums the
+// cutters' busy time (not the time they waited for the scorer).
+type Stages struct {
+	Open  time.Duration // opening and validating the rasters, laying the grid
+	Cut   time.Duration // building chips (all cutters)
+	Infer time.Duration // the scorer, grid chips and probes
+	Probe time.Duration // the probe stage, cutting and scoring (wall)
+	Total time.Duration // the whole scene (wall)
 }
 
 // Sites merges the scene's detections into sites, placed with its probes.
@@ -74,7 +86,9 @@ func Run(ctx context.Context, sc *mm.Scene, scorer *model.Scorer, opts Options) 
 	if r.progress == nil {
 		r.progress = noProgress{}
 	}
+	t0 := time.Now()
 	err := r.scene(ctx)
+	r.res.Stages.Total = time.Since(t0)
 	return r.res, err
 }
 
@@ -130,10 +144,12 @@ func Sensors(sc *mm.Scene, card *model.Card) []mm.Sensor {
 func (r *run) scene(ctx context.Context) error {
 	sc, card := r.sc, r.card
 	sensors := Sensors(sc, card)
+	t0 := time.Now()
 	src, grid, err := OpenGrid(ctx, sc, card, r.opts.Stride, r.opts.AOI, r.opts.Allow)
 	if err != nil {
 		return err
 	}
+	r.res.Stages.Open = time.Since(t0)
 	defer src.Close()
 	r.progress.Add(len(grid.Chips))
 	ctx, cancel := context.WithCancel(ctx)
@@ -178,10 +194,12 @@ func (r *run) scene(ctx context.Context) error {
 		if len(batch) == 0 {
 			return nil
 		}
+		t0 := time.Now()
 		scores, err := r.scorer.Score(ctx, batch)
 		if err != nil {
 			return err
 		}
+		r.res.Stages.Infer += time.Since(t0)
 		r.detect(batch, scores)
 		r.res.Scored += len(batch)
 		r.progress.Tick(len(batch))
@@ -211,7 +229,10 @@ func (r *run) scene(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	return r.probe(ctx, src, grid)
+	t0 = time.Now()
+	err = r.probe(ctx, src, grid)
+	r.res.Stages.Probe = time.Since(t0)
+	return err
 }
 
 // probe places this scene's sites better: around each chip detected here
@@ -260,10 +281,12 @@ func (r *run) probe(ctx context.Context, src *ingest.Source, grid *tiles.Grid) e
 	if _, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error { chips = append(chips, c); return nil }); err != nil {
 		return err
 	}
+	t0 := time.Now()
 	scores, err := r.scorer.Score(ctx, chips)
 	if err != nil {
 		return err
 	}
+	r.res.Stages.Infer += time.Since(t0)
 	for i, c := range chips {
 		for _, w := range wanted[c.ID] {
 			k := w.class.Index()
@@ -291,7 +314,11 @@ func (r *run) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid
 		return err
 	}
 	defer cutter.Close()
+	var waited time.Duration // blocked on the scorer, not cutting
+	t0 := time.Now()
 	st, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error {
+		w0 := time.Now()
+		defer func() { waited += time.Since(w0) }()
 		select {
 		case out <- c:
 			return nil
@@ -299,7 +326,9 @@ func (r *run) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid
 			return ctx.Err()
 		}
 	})
+	busy := time.Since(t0) - waited
 	mu.Lock()
+	r.res.Stages.Cut += busy
 	for k, v := range st.Skipped {
 		r.res.Skipped[k] += v
 	}

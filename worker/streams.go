@@ -17,6 +17,13 @@ type Config struct {
 	Backoff     []time.Duration // Nak delays by delivery (default 5s, 30s, 2m)
 	Replicas    int             // stream replicas (default 1; 3 on a cluster)
 	MaxAge      time.Duration   // retention of detections, events and dead letters (default 30 days)
+	// Grace is how long Run lets the scenes in flight finish once its
+	// context ends; then they are cancelled and naked so that another
+	// worker takes them (default 30s).
+	Grace time.Duration
+	// Observe, when set, hears how long each scene took to publish
+	// ("publish") and to handle in all ("scene").
+	Observe func(stage string, d time.Duration)
 }
 
 func (c *Config) defaults() {
@@ -40,6 +47,12 @@ func (c *Config) defaults() {
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = 30 * 24 * time.Hour
+	}
+	if c.Grace <= 0 {
+		c.Grace = 30 * time.Second
+	}
+	if c.Observe == nil {
+		c.Observe = func(string, time.Duration) {}
 	}
 }
 

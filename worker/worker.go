@@ -37,6 +37,7 @@ type Stats struct {
 	Done       int            // scenes acked
 	Retried    int            // transient failures naked for redelivery
 	Dead       int            // messages given up on (dead letters)
+	Released   int            // scenes naked unfinished at shutdown, for another worker
 	Detections map[string]int // published, by class
 	Sites      int
 	InFlight   int
@@ -72,7 +73,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, cfg Config, process Pr
 // Event is a scene status event on <prefix>.events.<scene_id>.
 type Event struct {
 	Scene      string         `json:"scene_id"`
-	Event      string         `json:"event"` // accepted, started, progress, done, failed
+	Event      string         `json:"event"` // accepted, started, progress, done, failed, released
 	Time       time.Time      `json:"time"`
 	Done       int            `json:"chips_done,omitempty"`
 	Total      int            `json:"chips_total,omitempty"`
@@ -80,7 +81,13 @@ type Event struct {
 	Sites      int            `json:"sites,omitempty"`
 	Reason     string         `json:"reason,omitempty"`
 	Delivery   uint64         `json:"delivery,omitempty"`
+	// Retry marks a failed delivery the scene will be retried after; a
+	// failed event without it is final (the scene went to the dead letters).
+	Retry bool `json:"retry,omitempty"`
 }
+
+// Final reports whether e ends its scene's story: done, or failed for good.
+func (e Event) Final() bool { return e.Event == "done" || (e.Event == "failed" && !e.Retry) }
 
 // DeadLetter is what <prefix>.dead receives for a scene given up on.
 type DeadLetter struct {
@@ -93,13 +100,38 @@ type DeadLetter struct {
 }
 
 // Run fetches and processes scenes, Concurrency at a time, until ctx is
-// done; then it stops fetching and lets the scenes in flight finish.
+// done; then it stops fetching and gives the scenes in flight Grace to
+// finish before cancelling them and handing them back (Nak) to the stream.
 func (w *Worker) Run(ctx context.Context) error {
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
+	// in-flight scenes run on their own context, cancelled Grace after ctx
+	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-hard.Done():
+			return
+		}
+		t := time.NewTimer(w.cfg.Grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			w.log.Warn("grace period over: releasing the scenes in flight", "grace", w.cfg.Grace)
+			cancel()
+		case <-hard.Done():
+		}
+	}()
 	defer wg.Wait()
-	for ctx.Err() == nil {
-		slots <- struct{}{}
+	for {
+		select { // a free slot, unless we are stopping
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			<-slots
@@ -117,8 +149,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				// in-flight scenes finish even when ctx ends: a fresh context
-				w.handle(context.WithoutCancel(ctx), msg)
+				w.handle(hard, msg)
 			}()
 		}
 		if !got {
@@ -128,8 +159,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// handle applies the ack policy to one message.
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+// handle applies the ack policy to one message. ctx ends only when the
+// shutdown grace is over: the scene is then handed back unfinished.
+func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
+	t0 := time.Now()
+	ctx := context.WithoutCancel(hard) // for acks, events and dead letters
 	meta, _ := msg.Metadata()
 	delivery := uint64(1)
 	if meta != nil {
@@ -149,15 +183,26 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer w.count(func(s *Stats) { s.InFlight-- })
 	w.event(ctx, Event{Scene: sc.ID, Event: "started", Delivery: delivery})
 	stop := w.heartbeat(msg)
-	dets, sites, err := w.process(ctx, sc, func(done, total int) {
+	dets, sites, err := w.process(hard, sc, func(done, total int) {
 		w.event(ctx, Event{Scene: sc.ID, Event: "progress", Done: done, Total: total})
 	})
 	if err == nil {
+		p0 := time.Now()
 		err = w.publish(ctx, dets, sites)
+		w.cfg.Observe("publish", time.Since(p0))
 	}
 	stop()
 	switch {
+	case hard.Err() != nil && err != nil:
+		// shutting down: not the scene's fault; another worker takes it now
+		log.Warn("shutdown: scene handed back unfinished", "err", err)
+		w.count(func(s *Stats) { s.Released++ })
+		w.event(ctx, Event{Scene: sc.ID, Event: "released", Reason: "worker shutting down", Delivery: delivery})
+		if err := msg.Nak(); err != nil {
+			log.Warn("nak", "err", err)
+		}
 	case err == nil:
+		w.cfg.Observe("scene", time.Since(t0))
 		if err := msg.DoubleAck(ctx); err != nil {
 			log.Warn("ack", "err", err)
 		}
@@ -180,7 +225,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		delay := w.cfg.Backoff[min(int(delivery)-1, len(w.cfg.Backoff)-1)]
 		log.Warn("scene failed, will retry", "err", err, "in", delay)
 		w.count(func(s *Stats) { s.Retried++ })
-		w.event(ctx, Event{Scene: sc.ID, Event: "failed", Reason: err.Error(), Delivery: delivery})
+		w.event(ctx, Event{Scene: sc.ID, Event: "failed", Reason: err.Error(), Delivery: delivery, Retry: true})
 		msg.NakWithDelay(delay)
 	}
 }

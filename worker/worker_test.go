@@ -182,3 +182,103 @@ func TestWorkerEndToEnd(t *testing.T) {
 		t.Errorf("re-publishing the scene's detections: %d on the stream, was %d", len(again), len(dets))
 	}
 }
+
+// lastEvent is the newest event of a scene, or the zero Event.
+func lastEvent(t *testing.T, js jetstream.JetStream, scene string) Event {
+	t.Helper()
+	var e Event
+	if evs := messages(t, js, EventsStream, "methanemap.events."+scene); len(evs) > 0 {
+		json.Unmarshal(evs[len(evs)-1].Data(), &e)
+	}
+	return e
+}
+
+// TestShutdownGrace stops a worker while it holds a scene. A scene that
+// finishes within the grace period is acked; one that does not is
+// cancelled and handed back, and the next worker gets it on the next
+// delivery and completes it. The processors stand in for long scenes; the
+// JetStream server, acks and redeliveries are real.
+func TestShutdownGrace(t *testing.T) {
+	js := embedded(t)
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{AckWait: 30 * time.Second, Grace: 300 * time.Millisecond}
+	cons, err := EnsureStreams(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := mm.ParseScene([]byte(`{"id": "long-scene", "assets": {"naip": {"href": "/data/naip.tif"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Enqueue(ctx, js, cfg, sc); err != nil {
+		t.Fatal(err)
+	}
+	// 1. the scene outlasts the grace period: cancelled, released
+	started := make(chan struct{})
+	var deliveries []uint64
+	w1 := New(js, cons, cfg, func(ctx context.Context, sc *mm.Scene, _ func(int, int)) ([]mm.Detection, []mm.Site, error) {
+		close(started)
+		<-ctx.Done() // a scene far longer than the grace period
+		return nil, nil, ctx.Err()
+	}, log)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- w1.Run(runCtx) }()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker never started the scene")
+	}
+	stop()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after the grace period")
+	}
+	if st := w1.Stats(); st.Released != 1 || st.Done != 0 || st.Dead != 0 || st.Retried != 0 {
+		t.Fatalf("first worker: %+v", st)
+	}
+	if e := lastEvent(t, js, "long-scene"); e.Event != "released" {
+		t.Fatalf("last event %+v, want released", e)
+	}
+	// 2. the next worker gets it at once (no ack wait) and finishes within
+	// its grace period although it is stopped meanwhile
+	cfg.Grace = time.Minute
+	got := make(chan struct{})
+	w2 := New(js, cons, cfg, func(ctx context.Context, sc *mm.Scene, _ func(int, int)) ([]mm.Detection, []mm.Site, error) {
+		close(got)
+		time.Sleep(500 * time.Millisecond) // stopped while this runs
+		return nil, nil, ctx.Err()
+	}, log)
+	runCtx, stop = context.WithCancel(ctx)
+	go func() { done <- w2.Run(runCtx) }()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second): // well under AckWait: the Nak released it
+		t.Fatal("the released scene was not redelivered before the ack wait")
+	}
+	stop()
+	<-done
+	if st := w2.Stats(); st.Done != 1 || st.Released != 0 {
+		t.Fatalf("second worker: %+v", st)
+	}
+	e := lastEvent(t, js, "long-scene")
+	if e.Event != "done" {
+		t.Fatalf("last event %+v, want done", e)
+	}
+	for _, m := range messages(t, js, EventsStream, "methanemap.events.long-scene") {
+		var e Event
+		json.Unmarshal(m.Data(), &e)
+		if e.Event == "started" {
+			deliveries = append(deliveries, e.Delivery)
+		}
+	}
+	if len(deliveries) != 2 || deliveries[1] != 2 {
+		t.Errorf("started events by delivery %v, want [1 2]", deliveries)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+		t.Errorf("consumer after both workers: %+v, %v", info, err)
+	}
+}

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
@@ -25,6 +27,8 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
 	var auth natsAuth
 	auth.flags(fs)
+	wait := fs.Bool("wait", false, "after queueing, wait until every scene is done or has failed for good, printing each outcome")
+	timeout := fs.Duration("timeout", 0, "with --wait, give up after this long (0: no limit)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		return usagef("enqueue: %v", err)
@@ -46,17 +50,20 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 		return err
 	}
 	bad := 0
+	var queued []string
 	queue := func(sc *mm.Scene) {
 		dup, err := worker.Enqueue(ctx, js, worker.Config{}, sc)
 		switch {
 		case err != nil:
 			bad++
 			fmt.Fprintf(stderr, "%s: %v\n", sc.ID, err)
+			return
 		case dup:
 			fmt.Fprintf(stdout, "%s duplicate\n", sc.ID)
 		default:
 			fmt.Fprintf(stdout, "%s queued\n", sc.ID)
 		}
+		queued = append(queued, sc.ID)
 	}
 	for _, f := range fs.Args() {
 		if f == "-" {
@@ -83,8 +90,72 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 			queue(s)
 		}
 	}
+	var waitErr error
+	if *wait {
+		waitErr = waitScenes(ctx, js, queued, *timeout, stdout)
+	}
 	if bad > 0 {
 		return mm.Permanentf("enqueue: %d refused (see above)", bad)
+	}
+	return waitErr
+}
+
+// waitScenes follows the scenes' events until each is done or failed for
+// good, and prints each outcome as it comes. It polls the last event per
+// scene, which any JetStream server answers.
+func waitScenes(ctx context.Context, js jetstream.JetStream, ids []string, timeout time.Duration, stdout io.Writer) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	events, err := js.Stream(ctx, worker.EventsStream)
+	if err != nil {
+		return fmt.Errorf("enqueue --wait: %w", err)
+	}
+	pending := map[string]bool{}
+	for _, id := range ids {
+		pending[id] = true
+	}
+	failed := 0
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for len(pending) > 0 {
+		for _, id := range ids {
+			if !pending[id] {
+				continue
+			}
+			m, err := events.GetLastMsgForSubject(ctx, "methanemap.events."+id)
+			if err != nil {
+				continue // not yet, or the server is busy: ask again
+			}
+			var e worker.Event
+			if json.Unmarshal(m.Data, &e) != nil || !e.Final() {
+				continue
+			}
+			delete(pending, id)
+			if e.Event == "done" {
+				n := 0
+				for _, v := range e.Detections {
+					n += v
+				}
+				fmt.Fprintf(stdout, "%s done: %d detections (%s), %d sites\n", id, n, fmtCounts(e.Detections), e.Sites)
+			} else {
+				failed++
+				fmt.Fprintf(stdout, "%s failed: %s\n", id, e.Reason)
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("enqueue --wait: %d scenes not finished: %w", len(pending), ctx.Err())
+		case <-tick.C:
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("enqueue --wait: %d of %d scenes failed", failed, len(ids))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,34 +20,80 @@ type metrics struct {
 	mu      sync.Mutex
 	scored  int
 	skipped map[string]int
-	// scene processing seconds, as a histogram
+	scenes  *histogram            // whole scenes, fetch to ack
+	stages  map[string]*histogram // by stage
+}
+
+// stageNames are the stages timed per scene, in the order /metrics lists them.
+var stageNames = []string{"open", "cut", "infer", "probe", "publish"}
+
+// histogram counts observations in cumulative buckets, as Prometheus does.
+type histogram struct {
 	buckets []float64
 	counts  []int
 	sum     float64
 	n       int
 }
 
-func newMetrics() *metrics {
-	b := []float64{1, 2, 5, 10, 30, 60, 120, 300, 600}
-	return &metrics{skipped: map[string]int{}, buckets: b, counts: make([]int, len(b))}
+func newHistogram(buckets ...float64) *histogram {
+	return &histogram{buckets: buckets, counts: make([]int, len(buckets))}
 }
 
-// scene records one scene's pipeline result and duration.
-func (m *metrics) scene(res pipeline.Result, d time.Duration) {
+func (h *histogram) observe(s float64) {
+	for i, b := range h.buckets {
+		if s <= b {
+			h.counts[i]++
+		}
+	}
+	h.sum += s
+	h.n++
+}
+
+// write prints the histogram's series; labels is "" or `stage="cut",`.
+func (h *histogram) write(w io.Writer, name, labels string) {
+	for i, b := range h.buckets {
+		fmt.Fprintf(w, "%s_bucket{%sle=\"%g\"} %d\n", name, labels, b, h.counts[i])
+	}
+	fmt.Fprintf(w, "%s_bucket{%sle=\"+Inf\"} %d\n", name, labels, h.n)
+	braces := ""
+	if labels != "" {
+		braces = "{" + strings.TrimSuffix(labels, ",") + "}"
+	}
+	fmt.Fprintf(w, "%s_sum%s %g\n%s_count%s %d\n", name, braces, round3(h.sum), name, braces, h.n)
+}
+
+func newMetrics() *metrics {
+	m := &metrics{skipped: map[string]int{}, stages: map[string]*histogram{},
+		scenes: newHistogram(1, 2, 5, 10, 30, 60, 120, 300, 600)}
+	for _, s := range stageNames {
+		m.stages[s] = newHistogram(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300)
+	}
+	return m
+}
+
+// scene records one scene's pipeline result and stage times.
+func (m *metrics) scene(res pipeline.Result) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.scored += res.Scored
 	for k, v := range res.Skipped {
 		m.skipped[k] += v
 	}
-	s := d.Seconds()
-	for i, b := range m.buckets {
-		if s <= b {
-			m.counts[i]++
-		}
+	st := res.Stages
+	for name, d := range map[string]time.Duration{"open": st.Open, "cut": st.Cut, "infer": st.Infer, "probe": st.Probe} {
+		m.stages[name].observe(d.Seconds())
 	}
-	m.sum += s
-	m.n++
+}
+
+// observe is the worker's hook: publish time, and whole scenes.
+func (m *metrics) observe(stage string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if stage == "scene" {
+		m.scenes.observe(d.Seconds())
+	} else if h, ok := m.stages[stage]; ok {
+		h.observe(d.Seconds())
+	}
 }
 
 // write prints every metric; pending comes from the consumer.
@@ -73,11 +120,13 @@ func (m *metrics) write(ctx context.Context, w io.Writer, st worker.Stats, cons 
 	if info, err := cons.Info(ctx); err == nil {
 		fmt.Fprintf(w, "# HELP methanemap_consumer_pending Scene jobs waiting in the consumer.\n# TYPE methanemap_consumer_pending gauge\nmethanemap_consumer_pending %d\n", info.NumPending)
 	}
-	fmt.Fprintf(w, "# HELP methanemap_scene_seconds Time to score a scene.\n# TYPE methanemap_scene_seconds histogram\n")
-	for i, b := range m.buckets {
-		fmt.Fprintf(w, "methanemap_scene_seconds_bucket{le=\"%g\"} %d\n", b, m.counts[i])
+	counter("methanemap_scenes_released_total", "Scenes handed back unfinished at shutdown.", st.Released)
+	fmt.Fprintf(w, "# HELP methanemap_scene_seconds Time to handle a scene that was done, from fetch to ack.\n# TYPE methanemap_scene_seconds histogram\n")
+	m.scenes.write(w, "methanemap_scene_seconds", "")
+	fmt.Fprintf(w, "# HELP methanemap_stage_seconds Time per scene in each stage (cut sums the cutters' busy time; cut and infer overlap).\n# TYPE methanemap_stage_seconds histogram\n")
+	for _, s := range stageNames {
+		m.stages[s].write(w, "methanemap_stage_seconds", fmt.Sprintf("stage=%q,", s))
 	}
-	fmt.Fprintf(w, "methanemap_scene_seconds_bucket{le=\"+Inf\"} %d\nmethanemap_scene_seconds_sum %g\nmethanemap_scene_seconds_count %d\n", m.n, round3(m.sum), m.n)
 }
 
 func sortedKeys(m map[string]int) []string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
 	"github.com/methanemap/methanemap/pipeline"
+	"github.com/methanemap/methanemap/publisher"
 	"github.com/methanemap/methanemap/tiles"
 	"github.com/methanemap/methanemap/worker"
 	"github.com/nats-io/nats-server/v2/server"
@@ -37,12 +39,23 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	modelDir := fs.String("model", cfg.Model.Dir, "model directory (default: the built-in demo model)")
 	backend := fs.String("backend", cfg.Model.Backend, "auto, onnxruntime or onnxgo")
 	cutters := fs.Int("cutters", runtime.NumCPU(), "chip-cutting goroutines per scene")
+	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long scenes in flight may finish before they are handed back to the stream")
+	outDir := fs.String("out", "", "also write each scene's detections and sites to files in this directory (SCENE.detections.EXT, SCENE.sites.EXT)")
+	outFormat := fs.String("format", "geojson", "file format for --out: geojson, geojsonl, gpkg or fgb")
 	var allow stringList
 	fs.Var(&allow, "allow", "directory or URL prefix scene hrefs may point to (repeatable; default: ingest.allow, else the data directory)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	if *outDir != "" {
+		if _, err := publisher.FormatOf("x." + *outFormat); err != nil {
+			return usagef("serve: --format: %v", err)
+		}
+		if err := os.MkdirAll(*outDir, 0o755); err != nil {
+			return mm.Permanentf("serve: --out: %w", err)
+		}
+	}
 	if len(allow) == 0 {
 		allow = cfg.Ingest.Allow
 	}
@@ -73,7 +86,8 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if err != nil {
 		return err
 	}
-	wcfg := worker.Config{Concurrency: *concurrency, Replicas: *replicas, AckWait: *ackWait}
+	met := newMetrics()
+	wcfg := worker.Config{Concurrency: *concurrency, Replicas: *replicas, AckWait: *ackWait, Grace: *grace, Observe: met.observe}
 	cons, err := worker.EnsureStreams(ctx, js, wcfg)
 	if err != nil {
 		return err
@@ -84,17 +98,22 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	defer scorer.Close()
 	opts := pipeline.Options{Cutters: *cutters, Allow: allow, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
-	met := newMetrics()
 	process := func(ctx context.Context, sc *mm.Scene, progress func(int, int)) ([]mm.Detection, []mm.Site, error) {
 		o := opts
 		o.Progress = newEventProgress(progress, 5*time.Second)
-		t0 := time.Now()
 		res, err := pipeline.Run(ctx, sc, scorer, o)
 		if err != nil {
 			return nil, nil, err
 		}
-		met.scene(res, time.Since(t0))
-		return res.Detections, res.Sites(), nil
+		met.scene(res)
+		sites := res.Sites()
+		if *outDir != "" {
+			base := filepath.Join(*outDir, sc.ID)
+			if err := writeOutputs(base+".detections."+*outFormat, base+".sites."+*outFormat, res.Detections, sites); err != nil {
+				return nil, nil, fmt.Errorf("serve: --out: %w", err)
+			}
+		}
+		return res.Detections, sites, nil
 	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os/exec"
@@ -14,7 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/worker"
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/geo"
+	"github.com/paulmach/orb/geojson"
+	"github.com/paulmach/orb/planar"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -38,9 +44,11 @@ func TestServeAndEnqueue(t *testing.T) {
 	served := make(chan int)
 	var serveErr bytes.Buffer
 	fixtures := fixtureDir(t)
+	outDir := t.TempDir()
 	go func() {
 		served <- run(ctx, []string{"serve", "--data", t.TempDir(), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
-			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--cutters", "1", "--allow", fixtures}, &bytes.Buffer{}, &serveErr)
+			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--cutters", "1", "--allow", fixtures,
+			"--out", outDir, "--format", "gpkg"}, &bytes.Buffer{}, &serveErr)
 	}()
 	ready := false
 	for i := 0; i < 600 && !ready; i++ {
@@ -90,18 +98,26 @@ func TestServeAndEnqueue(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{"methanemap_scenes_done_total 1", "methanemap_chips_scored_total ", "methanemap_detections_total{class=",
-		"methanemap_consumer_pending ", "methanemap_scene_seconds_count 1", "# TYPE methanemap_scene_seconds histogram"} {
+		"methanemap_consumer_pending ", "methanemap_scene_seconds_count 1", "# TYPE methanemap_scene_seconds histogram",
+		"# TYPE methanemap_stage_seconds histogram", `methanemap_stage_seconds_count{stage="cut"} 1`, `methanemap_stage_seconds_count{stage="infer"} 1`,
+		`methanemap_stage_seconds_count{stage="publish"} 1`, `methanemap_stage_seconds_bucket{stage="open",le="+Inf"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
 	}
 	// watch prints what the stream holds as GeoJSON lines
 	wctx, wstop := context.WithTimeout(context.Background(), 2*time.Second)
-	var lines bytes.Buffer
+	var lines, siteLines bytes.Buffer
 	if code := run(wctx, []string{"watch", "--nats", url}, &lines, &bytes.Buffer{}); code != 0 {
 		t.Errorf("watch exited %d", code)
 	}
 	wstop()
+	wctx, wstop = context.WithTimeout(context.Background(), 2*time.Second)
+	if code := run(wctx, []string{"watch", "--nats", url, "--sites"}, &siteLines, &bytes.Buffer{}); code != 0 {
+		t.Errorf("watch --sites exited %d", code)
+	}
+	wstop()
+	checkPlanted(t, filepath.Join(fixtures, "truth.geojson"), lines.String(), siteLines.String())
 	n := 0
 	for _, l := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
 		var f struct {
@@ -119,6 +135,25 @@ func TestServeAndEnqueue(t *testing.T) {
 	}
 	if n != total {
 		t.Errorf("watch printed %d detections, the scene's done event counts %d", n, total)
+	}
+	// enqueue --wait on a scene already done: a duplicate, and its outcome
+	code, stdout, stderr = cli(t, "enqueue", "--nats", url, "--wait", "--timeout", "30s", scene)
+	if code != 0 || !strings.Contains(stdout, id+" duplicate") || !strings.Contains(stdout, fmt.Sprintf("%s done: %d detections", id, total)) {
+		t.Errorf("enqueue --wait: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	wctx, wstop = context.WithTimeout(context.Background(), 2*time.Second)
+	var brief bytes.Buffer
+	run(wctx, []string{"watch", "--nats", url, "--brief"}, &brief, &bytes.Buffer{})
+	wstop()
+	if got := strings.Count(brief.String(), " "+id+"/"); got != total {
+		t.Errorf("watch --brief printed %d detection lines, want %d:\n%s", got, total, brief.String())
+	}
+	// --out wrote the scene's detections and sites as GeoPackages
+	for file, want := range map[string]int{id + ".detections.gpkg": total, id + ".sites.gpkg": last.Sites} {
+		out, err := exec.Command("ogrinfo", "-ro", "-so", "-al", filepath.Join(outDir, file)).CombinedOutput()
+		if err != nil || featureCount(string(out)) != fmt.Sprint(want) {
+			t.Errorf("ogrinfo %s: %v, want %d features:\n%s", file, err, want, out)
+		}
 	}
 	// the href outside the allowed roots becomes a dead letter with the reason
 	dead, err := js.Stream(context.Background(), worker.DeadStream)
@@ -213,5 +248,56 @@ func TestNatsCLI(t *testing.T) {
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(subOut.Bytes()), &f); err != nil || f.Type != "Feature" || !strings.HasPrefix(f.ID, "via-nats-cli/") {
 		t.Fatalf("nats sub printed %q", subOut.String())
+	}
+}
+
+// checkPlanted checks that every facility planted in a fixture scene
+// arrived as a detection of its class (a chip footprint holding the
+// facility's centre, or one within the facility's radius of it) and as a
+// site of its class centred within one chip footprint (720 m) of it.
+func checkPlanted(t *testing.T, truthFile, detections, sites string) {
+	t.Helper()
+	truth, err := fixtures.ReadTruth(truthFile)
+	if err != nil || len(truth) == 0 {
+		t.Fatalf("truth %s: %d facilities, %v", truthFile, len(truth), err)
+	}
+	parse := func(lines string) []*geojson.Feature {
+		var out []*geojson.Feature
+		for _, l := range strings.Split(strings.TrimSpace(lines), "\n") {
+			if l == "" {
+				continue
+			}
+			f, err := geojson.UnmarshalFeature([]byte(l))
+			if err != nil {
+				t.Fatalf("not a GeoJSON feature: %q: %v", l, err)
+			}
+			out = append(out, f)
+		}
+		return out
+	}
+	dets, sts := parse(detections), parse(sites)
+	for _, tr := range truth {
+		found, near := false, false
+		for _, f := range dets {
+			if f.Properties["class"] != string(tr.Class) {
+				continue
+			}
+			poly, ok := f.Geometry.(orb.Polygon)
+			if !ok {
+				t.Fatalf("detection %v: geometry %T", f.ID, f.Geometry)
+			}
+			found = found || planar.PolygonContains(poly, tr.LonLat) || geo.Distance(poly.Bound().Center(), tr.LonLat) <= 360*math.Sqrt2+tr.RadiusM
+		}
+		for _, f := range sts {
+			if f.Properties["class"] == string(tr.Class) && geo.Distance(f.Geometry.(orb.Point), tr.LonLat) <= 720 {
+				near = true
+			}
+		}
+		if !found {
+			t.Errorf("%s planted at %v: no detection of its class (%d detections)", tr.Class, tr.LonLat, len(dets))
+		}
+		if !near {
+			t.Errorf("%s planted at %v: no site of its class within 720 m (%d sites)", tr.Class, tr.LonLat, len(sts))
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/methanemap/methanemap/worker"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/paulmach/orb/geojson"
 )
 
 // runWatch prints the detection stream as GeoJSON lines (one Feature per
@@ -25,6 +26,7 @@ func runWatch(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	class := fs.String("class", "", "only this class")
 	since := fs.Duration("since", 0, "only detections published this long ago or later (0: all the stream holds)")
 	sites := fs.Bool("sites", false, "print sites instead of detections")
+	brief := fs.Bool("brief", false, "one short human-readable line per feature instead of GeoJSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -78,8 +80,27 @@ func runWatch(ctx context.Context, cfg configs.Config, args []string, stdout, st
 			}
 			return fmt.Errorf("watch: %w", err)
 		}
-		if _, err := fmt.Fprintf(stdout, "%s\n", msg.Data()); err != nil {
+		line := string(msg.Data())
+		if *brief {
+			line = briefLine(msg.Data())
+		}
+		if _, err := fmt.Fprintln(stdout, line); err != nil {
 			return err
 		}
 	}
+}
+
+// briefLine summarises a detection or site Feature: class, score, where
+// (lon, lat of its centre) and id.
+func briefLine(data []byte) string {
+	f, err := geojson.UnmarshalFeature(data)
+	if err != nil {
+		return "unreadable feature: " + err.Error()
+	}
+	c := f.Geometry.Bound().Center()
+	score, ok := f.Properties["score"].(float64)
+	if !ok {
+		score, _ = f.Properties["max_score"].(float64)
+	}
+	return fmt.Sprintf("%-32v %.3f %10.5f,%9.5f  %v", f.Properties["class"], score, c[0], c[1], f.ID)
 }

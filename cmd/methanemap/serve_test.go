@@ -17,12 +17,12 @@ import (
 
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/geo"
 	"github.com/paulmach/orb/geojson"
 	"github.com/paulmach/orb/planar"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 func freePort(t *testing.T) int {

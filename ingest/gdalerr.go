@@ -75,8 +75,12 @@ func (c *errCollector) handler() godal.ErrorHandler {
 		defer c.mu.Unlock()
 		if c.first == nil {
 			c.first = &GDALError{Code: code, Msg: msg}
+			return c.classify(c.first)
 		}
-		return c.classify(c.first)
+		if msg == c.first.Msg {
+			return nil // GDAL retries and repeats itself: once is enough
+		}
+		return c.classify(&GDALError{Code: code, Msg: msg})
 	}
 }
 

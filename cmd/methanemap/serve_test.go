@@ -9,9 +9,13 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,6 +302,214 @@ func checkPlanted(t *testing.T, truthFile, detections, sites string) {
 		}
 		if !near {
 			t.Errorf("%s planted at %v: no site of its class within 720 m (%d sites)", tr.Class, tr.LonLat, len(sts))
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to write from the daemon's goroutine
+// while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is `methanemap serve` running in-process on its embedded broker.
+type daemon struct {
+	url  string // NATS
+	http string // host:port
+	js   jetstream.JetStream
+	log  *syncBuffer
+	done chan int
+	stop context.CancelFunc
+}
+
+// startDaemon runs serve with args added and waits until /readyz says ready.
+func startDaemon(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	natsPort, httpPort := freePort(t), freePort(t)
+	ctx, stop := context.WithCancel(context.Background())
+	d := &daemon{url: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), http: fmt.Sprintf("127.0.0.1:%d", httpPort),
+		log: &syncBuffer{}, done: make(chan int, 1), stop: stop}
+	args = append([]string{"serve", "--data", t.TempDir(), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort),
+		"--http", d.http, "--cutters", "1"}, args...)
+	go func() { d.done <- run(ctx, args, &bytes.Buffer{}, d.log) }()
+	t.Cleanup(func() { d.shutdown(t) })
+	for i := 0; i < 600; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if resp, err := http.Get("http://" + d.http + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				nc, err := nats.Connect(d.url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(nc.Close)
+				d.js, _ = jetstream.New(nc)
+				return d
+			}
+		}
+	}
+	t.Fatalf("serve never became ready:\n%s", d.log.String())
+	return nil
+}
+
+// shutdown stops the daemon (as SIGTERM does) and checks it exited 0; a
+// second call does nothing.
+func (d *daemon) shutdown(t *testing.T) {
+	t.Helper()
+	if d.done == nil {
+		return
+	}
+	d.stop()
+	if code := <-d.done; code != 0 {
+		t.Errorf("serve exited %d:\n%s", code, d.log.String())
+	}
+	d.done = nil
+}
+
+// waitFinal waits for each scene's final event (done, or failed for good).
+func (d *daemon) waitFinal(t *testing.T, ids ...string) map[string]worker.Event {
+	t.Helper()
+	events, err := d.js.Stream(context.Background(), worker.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]worker.Event{}
+	deadline := time.Now().Add(3 * time.Minute)
+	for len(out) < len(ids) && time.Now().Before(deadline) {
+		for _, id := range ids {
+			var e worker.Event
+			if m, err := events.GetLastMsgForSubject(context.Background(), "methanemap.events."+id); err == nil && json.Unmarshal(m.Data, &e) == nil && e.Final() {
+				out[id] = e
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(out) < len(ids) {
+		t.Fatalf("scenes not finished after 3 minutes: %v of %v:\n%s", out, ids, d.log.String())
+	}
+	return out
+}
+
+// remoteScene writes a copy of the fixture scene dir's scene.json with the
+// given id whose hrefs point at base (an HTTP server over that dir).
+func remoteScene(t *testing.T, dir, base, id string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "scene.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg map[string]any
+	json.Unmarshal(data, &msg)
+	msg["id"] = id
+	b, _ := json.Marshal(msg)
+	// relative hrefs resolve against the scene's location: point them at the server
+	b = bytes.ReplaceAll(b, []byte(`"s2/`), []byte(`"`+base+`/s2/`))
+	b = bytes.ReplaceAll(b, []byte(`"naip.tif"`), []byte(`"`+base+`/naip.tif"`))
+	b = bytes.ReplaceAll(b, []byte(`"s1.tif"`), []byte(`"`+base+`/s1.tif"`))
+	path := filepath.Join(t.TempDir(), "scene.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestRasterVanishesMidRun serves a scene's rasters over HTTP and deletes
+// the NAIP (404 from then on) after the daemon has started reading it: the
+// scene becomes a dead letter naming the file, none of its detections is
+// published, and the daemon goes on to score the next scene.
+func TestRasterVanishesMidRun(t *testing.T) {
+	dir := fixtureDir(t)
+	files := http.FileServer(http.Dir(dir))
+	var naipReads atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/naip.tif" && naipReads.Add(1) > 12 {
+			http.NotFound(w, r) // deleted from the bucket
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	d := startDaemon(t, "--allow", srv.URL+"/", "--allow", dir)
+	vanishing := remoteScene(t, dir, srv.URL, "vanishing")
+	if code, stdout, stderr := cli(t, "enqueue", "--nats", d.url, vanishing, filepath.Join(dir, "scene.json")); code != 0 {
+		t.Fatalf("enqueue: %d %s %s", code, stdout, stderr)
+	}
+	ids := []string{"vanishing", sceneID(t, filepath.Join(dir, "scene.json"))}
+	ev := d.waitFinal(t, ids...)
+	if e := ev["vanishing"]; e.Event != "failed" || !strings.Contains(e.Reason, "naip.tif") {
+		t.Errorf("the vanishing scene's last event: %+v", e)
+	}
+	if n := naipReads.Load(); n <= 12 {
+		t.Errorf("the NAIP was read %d times: it vanished before the run began, not during it", n)
+	}
+	if e := ev[ids[1]]; e.Event != "done" || len(e.Detections) == 0 {
+		t.Errorf("the next scene: %+v", e)
+	}
+	dead := readAll(t, d.js, worker.DeadStream, "methanemap.dead")
+	t.Logf("dead letter: %.400s", dead)
+	if len(dead) != 1 || !strings.Contains(string(dead[0]), `"scene_id":"vanishing"`) || !strings.Contains(string(dead[0]), "naip.tif") {
+		t.Errorf("dead letters: %s", dead)
+	}
+	if got := readAll(t, d.js, worker.DetectionsStream, "methanemap.*.*"); len(got) == 0 {
+		t.Error("no detections at all")
+	} else {
+		for _, m := range got {
+			if strings.Contains(string(m), `"vanishing/`) || strings.Contains(string(m), `"vanishing"`) {
+				t.Fatalf("a detection of the failed scene was published: %s", m)
+			}
+		}
+	}
+}
+
+// sceneID is the id of the scene in a scene file.
+func sceneID(t *testing.T, path string) string {
+	t.Helper()
+	scenes, err := loadScenes(path)
+	if err != nil || len(scenes) != 1 {
+		t.Fatalf("%s: %d scenes, %v", path, len(scenes), err)
+	}
+	return scenes[0].ID
+}
+
+// readAll returns the data of every message a stream holds on filter.
+func readAll(t *testing.T, js jetstream.JetStream, stream, filter string) [][]byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for {
+		batch, err := c.FetchNoWait(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m.Data())
+			n++
+		}
+		if n == 0 {
+			return out
 		}
 	}
 }

@@ -84,12 +84,15 @@ train: build
 
 # bench measures chip building against GDAL's raw read of the same pixels,
 # peak memory of chip iteration over 5 km and 20 km scenes, and inference
-# per backend and batch size (demo model, and DenseNet-121 at 720 x 720).
+# per backend and batch size (demo model, and DenseNet-121 at 720 x 720),
+# score end to end on a 10 km scene, and daemon scenes/minute with 1 and 2
+# worker processes.
 bench: build
 	$(GO) test -run '^$$' -bench ChipBuilding -benchtime 5x -timeout 30m ./tiles/
 	$(GO) test -run '^$$' -bench ChipMemory -benchtime 1x -timeout 30m ./tiles/
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./model/
 	$(GO) test -run '^$$' -bench Score10km -benchtime 2x -timeout 30m ./cmd/methanemap/
+	$(GO) test -run '^$$' -bench DaemonWorkers -benchtime 1x -timeout 30m ./cmd/methanemap/
 
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzParseScene -fuzztime 30s .

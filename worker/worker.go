@@ -183,6 +183,7 @@ func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 	defer w.count(func(s *Stats) { s.InFlight-- })
 	w.event(ctx, Event{Scene: sc.ID, Event: "started", Delivery: delivery})
 	stop := w.heartbeat(msg)
+	defer stop()
 	dets, sites, err := w.process(hard, sc, func(done, total int) {
 		w.event(ctx, Event{Scene: sc.ID, Event: "progress", Done: done, Total: total})
 	})
@@ -191,25 +192,27 @@ func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 		err = w.publish(ctx, dets, sites)
 		w.cfg.Observe("publish", time.Since(p0))
 	}
-	stop()
 	switch {
 	case hard.Err() != nil && err != nil:
 		// shutting down: not the scene's fault; another worker takes it now
 		log.Warn("shutdown: scene handed back unfinished", "err", err)
 		w.count(func(s *Stats) { s.Released++ })
-		w.event(ctx, Event{Scene: sc.ID, Event: "released", Reason: "worker shutting down", Delivery: delivery})
+		w.finalEvent(ctx, Event{Scene: sc.ID, Event: "released", Reason: "worker shutting down", Delivery: delivery})
 		if err := msg.Nak(); err != nil {
 			log.Warn("nak", "err", err)
 		}
 	case err == nil:
-		w.cfg.Observe("scene", time.Since(t0))
-		if err := msg.DoubleAck(ctx); err != nil {
-			log.Warn("ack", "err", err)
-		}
 		counts := map[string]int{}
 		for _, d := range dets {
 			counts[string(d.Class)]++
 		}
+		// the done event before the ack: a worker dying in between only
+		// makes the scene run again, never a done scene without its event
+		w.finalEvent(ctx, Event{Scene: sc.ID, Event: "done", Detections: counts, Sites: len(sites), Delivery: delivery})
+		if err := msg.DoubleAck(ctx); err != nil {
+			log.Warn("ack", "err", err)
+		}
+		w.cfg.Observe("scene", time.Since(t0))
 		w.count(func(s *Stats) {
 			s.Done++
 			s.Sites += len(sites)
@@ -217,7 +220,6 @@ func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 				s.Detections[k] += v
 			}
 		})
-		w.event(ctx, Event{Scene: sc.ID, Event: "done", Detections: counts, Sites: len(sites)})
 		log.Info("scene done", "detections", len(dets), "sites", len(sites))
 	case mm.IsPermanent(err) || delivery >= uint64(w.cfg.MaxDeliver):
 		w.giveUp(ctx, msg, sc.ID, delivery, err)
@@ -225,7 +227,7 @@ func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 		delay := w.cfg.Backoff[min(int(delivery)-1, len(w.cfg.Backoff)-1)]
 		log.Warn("scene failed, will retry", "err", err, "in", delay)
 		w.count(func(s *Stats) { s.Retried++ })
-		w.event(ctx, Event{Scene: sc.ID, Event: "failed", Reason: err.Error(), Delivery: delivery, Retry: true})
+		w.finalEvent(ctx, Event{Scene: sc.ID, Event: "failed", Reason: err.Error(), Delivery: delivery, Retry: true})
 		msg.NakWithDelay(delay)
 	}
 }
@@ -260,11 +262,13 @@ func (w *Worker) giveUp(ctx context.Context, msg jetstream.Msg, scene string, de
 		dl.Raw = string(msg.Data())
 	}
 	data, _ := json.Marshal(dl)
-	if _, perr := w.js.Publish(ctx, w.cfg.dead(), data); perr != nil {
+	// one dead letter per message and delivery, however often it is retried
+	id := fmt.Sprintf("dead:%d:%d", delivery, msgSeq(msg))
+	if perr := w.publishRetry(ctx, w.cfg.dead(), data, id); perr != nil {
 		w.log.Error("dead letter", "err", perr)
 	}
 	if scene != "" {
-		w.event(ctx, Event{Scene: scene, Event: "failed", Reason: reason, Delivery: delivery})
+		w.finalEvent(ctx, Event{Scene: scene, Event: "failed", Reason: reason, Delivery: delivery})
 	}
 	msg.TermWithReason(truncate(reason, 200))
 }
@@ -276,7 +280,7 @@ func (w *Worker) publish(ctx context.Context, dets []mm.Detection, sites []mm.Si
 		if err != nil {
 			return err
 		}
-		if _, err := w.js.Publish(ctx, w.cfg.detections(string(d.Class)), data, jetstream.WithMsgID(d.ID)); err != nil {
+		if err := w.publishRetry(ctx, w.cfg.detections(string(d.Class)), data, d.ID); err != nil {
 			return fmt.Errorf("worker: publish %s: %w", d.ID, err)
 		}
 	}
@@ -285,11 +289,52 @@ func (w *Worker) publish(ctx context.Context, dets []mm.Detection, sites []mm.Si
 		if err != nil {
 			return err
 		}
-		if _, err := w.js.Publish(ctx, w.cfg.sites(string(s.Class)), data, jetstream.WithMsgID(s.ID)); err != nil {
+		if err := w.publishRetry(ctx, w.cfg.sites(string(s.Class)), data, s.ID); err != nil {
 			return fmt.Errorf("worker: publish site %s: %w", s.ID, err)
 		}
 	}
 	return nil
+}
+
+// publishRetry publishes with a message id, retrying for up to a minute
+// while the stream does not answer (a cluster electing a new leader after
+// losing a node). The id makes a retry of a publish that did land a no-op.
+func (w *Worker) publishRetry(ctx context.Context, subject string, data []byte, id string) error {
+	deadline := time.Now().Add(time.Minute)
+	wait := 250 * time.Millisecond
+	for {
+		_, err := w.js.Publish(ctx, subject, data, jetstream.WithMsgID(id))
+		if err == nil || errors.Is(err, nats.ErrConnectionClosed) || time.Now().After(deadline) {
+			return err
+		}
+		w.log.Warn("publish, retrying", "subject", subject, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// msgSeq is a message's sequence in its stream (0 when unknown).
+func msgSeq(msg jetstream.Msg) uint64 {
+	if meta, err := msg.Metadata(); err == nil {
+		return meta.Sequence.Stream
+	}
+	return 0
+}
+
+// finalEvent publishes an event that ends a delivery (done, failed,
+// released), retrying as publishRetry does: `enqueue --wait` and other
+// watchers rely on it. Progress events are best effort (event).
+func (w *Worker) finalEvent(ctx context.Context, e Event) {
+	e.Time = time.Now().UTC()
+	data, _ := json.Marshal(e)
+	id := fmt.Sprintf("%s:%s:%d", e.Scene, e.Event, e.Delivery)
+	if err := w.publishRetry(ctx, w.cfg.events(e.Scene), data, id); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		w.log.Error("event lost", "scene", e.Scene, "event", e.Event, "err", err)
+	}
 }
 
 func (w *Worker) event(ctx context.Context, e Event) {

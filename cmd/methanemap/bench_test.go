@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -126,4 +129,84 @@ func cutAll(res *fixtures.Result, spec mm.ChipSpec, n int) ([]mm.Chip, error) {
 		all = append(all, parts[w]...)
 	}
 	return all, nil
+}
+
+// BenchmarkDaemonWorkers measures scenes per minute through the daemon:
+// worker processes (`serve --nats`, one chip cutter and one ONNX Runtime
+// thread each) on one broker, 12 scenes queued at once, timed from the
+// enqueue to the last scene's done event; with 1 worker, then 2, in the
+// same run. Model loading is outside the timing (workers are started and
+// ready first).
+func BenchmarkDaemonWorkers(b *testing.B) {
+	const scenes = 12
+	dir := b.TempDir()
+	res, err := fixtures.Write(filepath.Join(dir, "scene"), fixtures.Options{SizeKM: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns, err := embeddedServer("127.0.0.1:-1", filepath.Join(dir, "js"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Shutdown()
+	url := ns.ClientURL()
+	rate := map[int]float64{}
+	for i := range b.N {
+		for _, workers := range []int{1, 2} {
+			var procs []*exec.Cmd
+			for w := range workers {
+				logf := filepath.Join(dir, fmt.Sprintf("w%d-%d-%d.log", i, workers, w))
+				f, err := os.Create(logf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cmd := exec.Command(os.Args[0], "-test.run=^TestMainChild$")
+				cmd.Env = append(os.Environ(), "METHANEMAP_MODEL_THREADS=1",
+					"METHANEMAP_MAIN_CHILD=serve --nats "+url+" --http 127.0.0.1:0 --cutters 1 --allow "+res.Dir)
+				cmd.Stderr = f
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				procs = append(procs, cmd)
+				for k := 0; ; k++ { // ready: model loaded, streams there
+					if data, _ := os.ReadFile(logf); bytes.Contains(data, []byte("msg=serving")) {
+						break
+					}
+					if k == 1200 {
+						b.Fatalf("worker not ready after 2 minutes: see %s", logf)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				f.Close()
+			}
+			queue := filepath.Join(dir, fmt.Sprintf("q%d-%d", i, workers))
+			os.MkdirAll(queue, 0o755)
+			var ids []string
+			for k := range scenes {
+				sc := *res.Scene
+				sc.ID = fmt.Sprintf("bench-%d-%dw-%02d", i, workers, k)
+				ingest.ResolveHrefs(&sc, res.Dir)
+				data, _ := json.Marshal(&sc)
+				os.WriteFile(filepath.Join(queue, sc.ID+".json"), data, 0o644)
+				ids = append(ids, sc.ID)
+			}
+			t0 := time.Now()
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), []string{"enqueue", "--nats", url, "--wait", "--timeout", "20m", queue}, &out, &errb); code != 0 {
+				b.Fatalf("enqueue: %s %s", out.String(), errb.String())
+			}
+			took := time.Since(t0)
+			rate[workers] += float64(scenes) / took.Minutes()
+			for _, p := range procs {
+				p.Process.Signal(os.Interrupt)
+				p.Wait()
+			}
+			if i == 0 {
+				b.Logf("%d worker(s): %d scenes in %s", workers, scenes, took.Round(time.Millisecond))
+			}
+		}
+	}
+	b.ReportMetric(rate[1]/float64(b.N), "scenes/min-1-worker")
+	b.ReportMetric(rate[2]/float64(b.N), "scenes/min-2-workers")
+	b.ReportMetric(rate[2]/rate[1], "2-workers/1-worker")
 }

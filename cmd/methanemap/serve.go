@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -88,7 +89,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	met := newMetrics()
 	wcfg := worker.Config{Concurrency: *concurrency, Replicas: *replicas, AckWait: *ackWait, Grace: *grace, Observe: met.observe}
-	cons, err := worker.EnsureStreams(ctx, js, wcfg)
+	cons, err := ensureStreams(ctx, js, wcfg, log)
 	if err != nil {
 		return err
 	}
@@ -170,4 +171,27 @@ func embeddedServer(listen, dir string) (*server.Server, error) {
 		return nil, errors.New("serve: the embedded NATS server did not start")
 	}
 	return ns, nil
+}
+
+// ensureStreams creates or updates the streams, waiting up to two minutes
+// for a JetStream that is still starting (a cluster electing its leaders,
+// as when a whole deployment starts at once). A server without JetStream
+// is an error at once.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg worker.Config, log *slog.Logger) (jetstream.Consumer, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	wait := time.Second
+	for {
+		cons, err := worker.EnsureStreams(ctx, js, cfg)
+		if err == nil || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
+			ctx.Err() != nil || time.Now().After(deadline) {
+			return cons, err
+		}
+		log.Warn("JetStream not ready, retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }

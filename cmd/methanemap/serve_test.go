@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -484,32 +485,50 @@ func sceneID(t *testing.T, path string) string {
 	return scenes[0].ID
 }
 
-// readAll returns the data of every message a stream holds on filter.
+// readAll returns the data of every message a stream holds on filter
+// (a subject with NATS wildcards). It reads message by message with the
+// stream's get API, which needs no consumer: it works on a cluster that
+// has just lost a node.
 func readAll(t *testing.T, js jetstream.JetStream, stream, filter string) [][]byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("reading %s: %v", stream, err)
 	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	info, err := s.Info(ctx)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("reading %s: %v", stream, err)
 	}
 	var out [][]byte
-	for {
-		batch, err := c.FetchNoWait(1000)
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // deleted
+		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("reading %s #%d: %v", stream, seq, err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			out = append(out, m.Data())
-			n++
-		}
-		if n == 0 {
-			return out
+		if subjectMatches(filter, m.Subject) {
+			out = append(out, m.Data)
 		}
 	}
+	return out
+}
+
+// subjectMatches applies NATS subject wildcards: * one token, > the rest.
+func subjectMatches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		}
+	}
+	return len(f) == len(s)
 }

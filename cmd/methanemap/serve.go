@@ -17,6 +17,7 @@ import (
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
+	"github.com/methanemap/methanemap/oapi"
 	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/publisher"
 	"github.com/methanemap/methanemap/tiles"
@@ -93,6 +94,12 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if err != nil {
 		return err
 	}
+	// the OGC API serves what the detections stream holds: replay, then follow
+	store := oapi.NewStore(oapi.Detections, oapi.Sites)
+	fol, err := follow(ctx, js, store, log)
+	if err != nil {
+		return fmt.Errorf("serve: following %s: %w", worker.DetectionsStream, err)
+	}
 	scorer, err := newScorer(cfg, *modelDir, *backend, cfg.Model.BatchSize, log)
 	if err != nil {
 		return err
@@ -132,6 +139,10 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 			http.Error(w, "stream "+worker.ScenesStream+": "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if !fol.ready() {
+			http.Error(w, "replaying "+worker.DetectionsStream+" into the OGC API store", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	w := worker.New(js, cons, wcfg, process, log)
@@ -139,6 +150,8 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		met.write(r.Context(), rw, w.Stats(), cons)
 	})
+	oapi.Register(mux, store, oapi.Options{Title: "methanemap",
+		Description: "Methane-emitting facilities found in NAIP, Sentinel-2 and Sentinel-1 imagery: detections (720 m chips) and sites, live from the detection stream."})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	log.Info("serving", "model", scorer.Model.Card.ID(), "concurrency", *concurrency)

@@ -22,6 +22,7 @@ deps:
 	command -v gdal-config >/dev/null || missing="$$missing libgdal-dev"; \
 	command -v gdalwarp >/dev/null || missing="$$missing gdal-bin"; \
 	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	/usr/bin/python3 -c "import torch, torchvision, onnx, numpy, PIL, yaml" 2>/dev/null || missing="$$missing $(PY_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

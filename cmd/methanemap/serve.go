@@ -21,6 +21,7 @@ import (
 	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/publisher"
 	"github.com/methanemap/methanemap/tiles"
+	"github.com/methanemap/methanemap/web"
 	"github.com/methanemap/methanemap/worker"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -36,7 +37,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	ackWait := fs.Duration("ack-wait", 2*time.Minute, "redeliver a scene whose worker went silent for this long")
 	dataDir := fs.String("data", "./data", "data directory (the embedded server's JetStream store)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz, /readyz and /metrics (port 0: any free port)")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for the OGC API, the map page (/map), /healthz, /readyz and /metrics (port 0: any free port)")
 	concurrency := fs.Int("concurrency", 1, "scenes in flight")
 	modelDir := fs.String("model", cfg.Model.Dir, "model directory (default: the built-in demo model)")
 	backend := fs.String("backend", cfg.Model.Backend, "auto, onnxruntime or onnxgo")
@@ -44,6 +45,8 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long scenes in flight may finish before they are handed back to the stream")
 	outDir := fs.String("out", "", "also write each scene's detections and sites to files in this directory (SCENE.detections.EXT, SCENE.sites.EXT)")
 	outFormat := fs.String("format", "geojson", "file format for --out: geojson, geojsonl, gpkg or fgb")
+	mapTiles := fs.String("map-tiles", "", "XYZ tile URL template ({z}/{x}/{y}) for the map page's background (default: none, a graticule)")
+	mapAttribution := fs.String("map-attribution", "", "attribution text for --map-tiles")
 	var allow stringList
 	fs.Var(&allow, "allow", "directory or URL prefix scene hrefs may point to (repeatable; default: ingest.allow, else the data directory)")
 	if err := parseFlags(fs, args); err != nil {
@@ -151,7 +154,9 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		met.write(r.Context(), rw, w.Stats(), cons)
 	})
 	oapi.Register(mux, store, oapi.Options{Title: "methanemap",
-		Description: "Methane-emitting facilities found in NAIP, Sentinel-2 and Sentinel-1 imagery: detections (720 m chips) and sites, live from the detection stream."})
+		Description: "Methane-emitting facilities found in NAIP, Sentinel-2 and Sentinel-1 imagery: detections (720 m chips) and sites, live from the detection stream.",
+		Extra:       []oapi.Link{{Href: "/map", Rel: "related", Type: "text/html", Title: "The map of detections and sites"}}})
+	web.Register(mux, store, web.Options{TilesURL: *mapTiles, TilesAttribution: *mapAttribution})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	log.Info("serving", "model", scorer.Model.Card.ID(), "concurrency", *concurrency)

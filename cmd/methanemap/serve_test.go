@@ -532,3 +532,66 @@ func subjectMatches(filter, subject string) bool {
 	}
 	return len(f) == len(s)
 }
+
+// TestRefusedHrefs queues scenes whose hrefs lie outside what the daemon
+// may read: a local path outside the allowed roots, a URL outside the
+// allowed prefixes and /etc/passwd. Each becomes a dead letter with the
+// reason; the HTTP server behind the URL sees no request at all.
+func TestRefusedHrefs(t *testing.T) {
+	dir := fixtureDir(t)
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.FileServer(http.Dir(dir)).ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	d := startDaemon(t, "--allow", dir, "--allow", srv.URL+"/public/")
+	// a real, readable copy of the scene outside the allowed root
+	elsewhere := t.TempDir()
+	for _, f := range []string{"naip.tif", "s1.tif"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(elsewhere, f), data, 0o644)
+	}
+	scenes := map[string]string{
+		"outside-root":   fmt.Sprintf(`{"id":"outside-root","assets":{"naip":{"href":%q},"s1":{"href":%q}}}`, filepath.Join(elsewhere, "naip.tif"), filepath.Join(elsewhere, "s1.tif")),
+		"dotdot":         fmt.Sprintf(`{"id":"dotdot","assets":{"naip":{"href":%q}}}`, filepath.Join(dir, "..", filepath.Base(elsewhere), "naip.tif")),
+		"outside-prefix": fmt.Sprintf(`{"id":"outside-prefix","assets":{"naip":{"href":%q}}}`, srv.URL+"/naip.tif"),
+		"passwd":         `{"id":"passwd","assets":{"naip":{"href":"/etc/passwd"}}}`,
+	}
+	var files, ids []string
+	for id, body := range scenes {
+		f := filepath.Join(t.TempDir(), id+".json")
+		writeFile(t, f, body)
+		files = append(files, f)
+		ids = append(ids, id)
+	}
+	if code, stdout, stderr := cli(t, append([]string{"enqueue", "--nats", d.url}, files...)...); code != 0 {
+		t.Fatalf("enqueue: %d %s %s", code, stdout, stderr)
+	}
+	ev := d.waitFinal(t, ids...)
+	reasons := map[string]string{}
+	for _, raw := range readAll(t, d.js, worker.DeadStream, "methanemap.dead") {
+		var dl worker.DeadLetter
+		json.Unmarshal(raw, &dl)
+		reasons[dl.Scene] = dl.Reason
+	}
+	for id, want := range map[string]string{
+		"outside-root":   "not under an allowed directory",
+		"dotdot":         "not under an allowed directory",
+		"outside-prefix": "not under an allowed URL prefix",
+		"passwd":         "/etc/passwd: not under an allowed directory",
+	} {
+		if ev[id].Event != "failed" || ev[id].Retry {
+			t.Errorf("%s: last event %+v, want failed for good", id, ev[id])
+		}
+		if !strings.Contains(reasons[id], want) {
+			t.Errorf("%s: dead letter reason %q, want %q", id, reasons[id], want)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the server outside the allowed prefix got %d requests", n)
+	}
+}

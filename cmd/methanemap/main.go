@@ -42,6 +42,7 @@ var commands = []command{
 	{"serve", "the daemon: NATS JetStream workers (embedded broker by default), /healthz, /readyz", runServe},
 	{"enqueue", "queue scene files, STAC Items or ItemCollections (- for JSON lines on stdin)", runEnqueue},
 	{"watch", "print the detection (or site) stream as GeoJSON lines", runWatch},
+	{"feed", "follow STAC APIs: pair sensors into scenes and queue the new ones", runFeed},
 	{"score", "score scenes over a region: detections and sites as GeoJSON, GeoPackage or FlatGeobuf", runScore},
 	{"eval", "score fixture scenes and print per-class AUPRC against their truth", runEval},
 }

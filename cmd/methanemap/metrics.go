@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/methanemap/methanemap/feed"
 	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/worker"
 	"github.com/nats-io/nats.go/jetstream"
@@ -139,3 +140,66 @@ func sortedKeys(m map[string]int) []string {
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// feedMetrics are the feed's numbers: Items, scenes queued, pairing
+// failures by reason, and the catalogues' latency.
+type feedMetrics struct {
+	mu       sync.Mutex
+	items    int
+	bad      int
+	queued   int
+	already  int
+	unpaired map[string]int
+	status   map[string]int
+	latency  *histogram
+}
+
+func newFeedMetrics() *feedMetrics {
+	return &feedMetrics{unpaired: map[string]int{}, status: map[string]int{},
+		latency: newHistogram(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)}
+}
+
+func (m *feedMetrics) request(d time.Duration, status int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.latency.observe(d.Seconds())
+	code := "none"
+	if status > 0 {
+		code = fmt.Sprint(status)
+	}
+	m.status[code]++
+}
+
+func (m *feedMetrics) pass(st feed.Stats) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.items += st.Items
+	m.bad += st.Bad
+	m.queued += st.Queued
+	m.already += st.Already
+	for k, v := range st.Unpaired {
+		m.unpaired[k] += v
+	}
+}
+
+func (m *feedMetrics) write(w io.Writer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	counter := func(name, help string, v int) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+	}
+	counter("methanemap_feed_items_total", "STAC Items read.", m.items)
+	counter("methanemap_feed_bad_items_total", "STAC Items skipped as unreadable.", m.bad)
+	counter("methanemap_feed_scenes_queued_total", "Scenes queued.", m.queued)
+	counter("methanemap_feed_scenes_already_queued_total", "Scenes found in the ledger (queued before, or by another feed).", m.already)
+	fmt.Fprintf(w, "# HELP methanemap_feed_not_paired_total Primary Items not paired, by reason.\n# TYPE methanemap_feed_not_paired_total counter\n")
+	for _, k := range sortedKeys(m.unpaired) {
+		fmt.Fprintf(w, "methanemap_feed_not_paired_total{reason=%q} %d\n", k, m.unpaired[k])
+	}
+	fmt.Fprintf(w, "# HELP methanemap_feed_requests_total Catalogue requests, by HTTP status (none: no answer).\n# TYPE methanemap_feed_requests_total counter\n")
+	for _, k := range sortedKeys(m.status) {
+		fmt.Fprintf(w, "methanemap_feed_requests_total{status=%q} %d\n", k, m.status[k])
+	}
+	fmt.Fprintf(w, "# HELP methanemap_feed_request_seconds Catalogue request latency.\n# TYPE methanemap_feed_request_seconds histogram\n")
+	m.latency.write(w, "methanemap_feed_request_seconds", "")
+}

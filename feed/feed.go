@@ -1,0 +1,310 @@
+package feed
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+)
+
+// Ledger remembers, for every feed process sharing it, which scenes were
+// queued: a restart resumes from it, and two feeds never queue one scene
+// twice.
+type Ledger interface {
+	Seen(ctx context.Context, sceneID string) (bool, error)
+	// Claim records the scene as queued; false when someone already had.
+	Claim(ctx context.Context, sceneID string) (bool, error)
+	// Release forgets a claim whose scene could not be queued.
+	Release(ctx context.Context, sceneID string) error
+}
+
+// Queue hands a scene to the workers.
+type Queue func(ctx context.Context, sc *mm.Scene) error
+
+// Config is what a feed follows.
+type Config struct {
+	Endpoints   []Endpoint
+	Collections map[mm.Sensor][]string // the collections holding each sensor's Items
+	Sensors     []mm.Sensor            // what the model needs
+	BBox        []float64              // minlon, minlat, maxlon, maxlat; none: anywhere
+	Datetime    string                 // the primary sensor's time window (RFC 3339 interval)
+	MaxCloud    float64                // Sentinel-2 cloud cover limit, percent (0: none)
+	Pairing     Pairing
+	MosaicDir   string // where mosaic VRTs are written (must be readable by the workers)
+	HrefQuery   string // appended to every asset href: a token or a signature ("" none)
+	Limit       int    // Items per page
+}
+
+// Stats count one pass.
+type Stats struct {
+	Items    int            // Items read (all sensors)
+	Bad      int            // Items skipped as unreadable
+	Queued   int            // scenes queued by this pass
+	Already  int            // scenes found in the ledger
+	Unpaired map[string]int // primary Items not paired, by reason
+}
+
+// Feed runs passes over its endpoints.
+type Feed struct {
+	cfg    Config
+	client *Client
+	ledger Ledger
+	queue  Queue
+	log    *slog.Logger
+}
+
+// New makes a feed.
+func New(cfg Config, client *Client, ledger Ledger, queue Queue, log *slog.Logger) *Feed {
+	return &Feed{cfg: cfg, client: client, ledger: ledger, queue: queue, log: log}
+}
+
+// primary is the sensor whose Items become scenes: NAIP when the model
+// uses it, else Sentinel-2, else Sentinel-1.
+func primary(sensors []mm.Sensor) mm.Sensor {
+	for _, s := range []mm.Sensor{mm.NAIP, mm.Sentinel2, mm.Sentinel1} {
+		for _, n := range sensors {
+			if n == s {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+// Pass searches every endpoint once, pairs and queues what is new. With
+// dry set, scenes go to dry instead of the ledger and the queue (no
+// mosaic is written). One bad Item is counted and skipped; an endpoint
+// that fails ends the pass with its error, after the others were read.
+func (f *Feed) Pass(ctx context.Context, dry func(*mm.Scene)) (Stats, error) {
+	st := Stats{Unpaired: map[string]int{}}
+	prim := primary(f.cfg.Sensors)
+	if prim == "" {
+		return st, errors.New("feed: the model needs no sensor the feed knows (naip, s2, s1)")
+	}
+	items := map[mm.Sensor]map[string]ingest.Item{}
+	var errs []error
+	for _, s := range f.cfg.Sensors {
+		items[s] = map[string]ingest.Item{}
+		colls := f.cfg.Collections[s]
+		if len(colls) == 0 {
+			return st, fmt.Errorf("feed: no collection configured for %s", s)
+		}
+		dt := f.cfg.Datetime
+		if s != prim {
+			dt = widen(dt, f.cfg.Pairing.window(s))
+		}
+		search := Search{Collections: colls, BBox: f.cfg.BBox, Datetime: dt, Limit: f.cfg.Limit}
+		if s == mm.Sentinel2 {
+			search.MaxCloud = f.cfg.MaxCloud
+		}
+		for _, ep := range f.cfg.Endpoints {
+			_, err := f.client.Search(ctx, ep, search, func(raw json.RawMessage) error {
+				st.Items++
+				it, err := ingest.ParseItem(raw)
+				if err == nil && it.Sensor != s {
+					err = fmt.Errorf("STAC Item %s: a %s Item in a search for %s", it.ID, it.Sensor, s)
+				}
+				if err != nil {
+					st.Bad++
+					f.log.Warn("feed: Item skipped", "endpoint", ep.URL, "err", err)
+					return nil
+				}
+				items[s][it.ID] = it
+				return nil
+			})
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return st, ctx.Err()
+	}
+	ids := make([]string, 0, len(items[prim]))
+	for id := range items[prim] {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		p := items[prim][id]
+		if dry == nil {
+			seen, err := f.ledger.Seen(ctx, p.SceneID)
+			if err != nil {
+				return st, fmt.Errorf("feed: ledger: %w", err)
+			}
+			if seen {
+				st.Already++
+				continue
+			}
+		}
+		chosen := map[mm.Sensor][]ingest.Item{prim: {p}}
+		reason := ""
+		for _, s := range f.cfg.Sensors {
+			if s == prim {
+				continue
+			}
+			cands := make([]ingest.Item, 0, len(items[s]))
+			for _, it := range items[s] {
+				cands = append(cands, it)
+			}
+			sel, why := choose(p, cands, s, f.cfg.Pairing)
+			if why != "" {
+				reason = string(s) + "_" + why
+				break
+			}
+			chosen[s] = sel
+		}
+		if reason != "" {
+			st.Unpaired[reason]++
+			f.log.Info("feed: not paired", "item", p.ID, "reason", reason)
+			continue
+		}
+		sc, mosaics := f.scene(p, chosen)
+		if dry != nil {
+			dry(sc)
+			continue
+		}
+		claimed, err := f.ledger.Claim(ctx, sc.ID)
+		if err != nil {
+			return st, fmt.Errorf("feed: ledger: %w", err)
+		}
+		if !claimed {
+			st.Already++
+			continue
+		}
+		err = f.writeMosaics(mosaics)
+		if err == nil {
+			err = f.queue(ctx, sc)
+		}
+		if err != nil {
+			if rerr := f.ledger.Release(context.WithoutCancel(ctx), sc.ID); rerr != nil {
+				f.log.Error("feed: ledger release", "scene", sc.ID, "err", rerr)
+			}
+			return st, fmt.Errorf("feed: queue %s: %w", sc.ID, err)
+		}
+		st.Queued++
+		f.log.Info("feed: queued", "scene", sc.ID, "items", itemIDs(chosen))
+	}
+	return st, errors.Join(errs...)
+}
+
+func itemIDs(chosen map[mm.Sensor][]ingest.Item) map[string][]string {
+	out := map[string][]string{}
+	for s, its := range chosen {
+		for _, it := range its {
+			out[string(s)] = append(out[string(s)], it.ID)
+		}
+	}
+	return out
+}
+
+// mosaic is a VRT to write before its scene is queued.
+type mosaic struct {
+	path  string
+	hrefs []string
+}
+
+// scene assembles a scene: one Item's asset as it is, several Items' as
+// mosaics (one VRT per band file), best Item on top.
+func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (*mm.Scene, []mosaic) {
+	sc := &mm.Scene{ID: p.SceneID, Acquired: p.Acquired, Assets: map[mm.Sensor]mm.Asset{}}
+	var ms []mosaic
+	for s, its := range chosen {
+		if len(its) == 1 {
+			sc.Assets[s] = f.signed(its[0].Asset)
+			continue
+		}
+		dir := filepath.Join(f.cfg.MosaicDir, sc.ID)
+		first := its[0].Asset
+		a := mm.Asset{Bands: first.Bands}
+		if first.Href != "" {
+			m := mosaic{path: filepath.Join(dir, string(s)+".vrt")}
+			for _, it := range its {
+				m.hrefs = append(m.hrefs, f.sign(it.Asset.Href))
+			}
+			a.Href = m.path
+			ms = append(ms, m)
+		} else {
+			a.Hrefs = map[string]string{}
+			for band := range first.Hrefs {
+				m := mosaic{path: filepath.Join(dir, string(s)+"-"+band+".vrt")}
+				for _, it := range its {
+					if h := it.Asset.Hrefs[band]; h != "" {
+						m.hrefs = append(m.hrefs, f.sign(h))
+					}
+				}
+				if len(m.hrefs) != len(its) {
+					continue // a band some Items lack is left out of the mosaic
+				}
+				a.Hrefs[band] = m.path
+				ms = append(ms, m)
+			}
+		}
+		sc.Assets[s] = a
+	}
+	return sc, ms
+}
+
+func (f *Feed) writeMosaics(ms []mosaic) error {
+	for _, m := range ms {
+		if err := ingest.BuildMosaic(m.path, m.hrefs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signed applies HrefQuery to an asset's hrefs.
+func (f *Feed) signed(a mm.Asset) mm.Asset {
+	out := mm.Asset{Href: f.sign(a.Href), Bands: a.Bands}
+	if a.Hrefs != nil {
+		out.Hrefs = map[string]string{}
+		for k, v := range a.Hrefs {
+			out.Hrefs[k] = f.sign(v)
+		}
+	}
+	return out
+}
+
+func (f *Feed) sign(href string) string {
+	if f.cfg.HrefQuery == "" || href == "" || !strings.Contains(href, "://") {
+		return href
+	}
+	u, err := url.Parse(href)
+	if err != nil {
+		return href
+	}
+	if u.RawQuery == "" {
+		u.RawQuery = f.cfg.HrefQuery
+	} else {
+		u.RawQuery += "&" + f.cfg.HrefQuery
+	}
+	return u.String()
+}
+
+// widen extends a datetime interval by w at both closed ends.
+func widen(dt string, w time.Duration) string {
+	a, b, ok := strings.Cut(dt, "/")
+	if !ok {
+		if t, err := time.Parse(time.RFC3339, dt); err == nil {
+			return t.Add(-w).UTC().Format(time.RFC3339) + "/" + t.Add(w).UTC().Format(time.RFC3339)
+		}
+		return dt
+	}
+	if t, err := time.Parse(time.RFC3339, a); err == nil {
+		a = t.Add(-w).UTC().Format(time.RFC3339)
+	}
+	if t, err := time.Parse(time.RFC3339, b); err == nil {
+		b = t.Add(w).UTC().Format(time.RFC3339)
+	}
+	return a + "/" + b
+}

@@ -31,7 +31,7 @@ func (p Pairing) window(s mm.Sensor) time.Duration {
 
 // Reasons a primary Item is not paired, as counted and logged.
 const (
-	ReasonNoCandidates = "no_items_in_window"   // none of that sensor near enough in time and place
+	ReasonNoCandidates = "no_items_in_window"    // none of that sensor near enough in time and place
 	ReasonNotCovered   = "footprint_not_covered" // together they leave part of the footprint uncovered
 )
 

@@ -364,4 +364,3 @@ func TestFeedCatalogueFaults(t *testing.T) {
 		t.Errorf("HTML: exit %d\n%s", code, stderr)
 	}
 }
-

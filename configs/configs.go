@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -22,6 +23,46 @@ type Config struct {
 	Ingest Ingest `yaml:"ingest"`
 	Tiles  Tiles  `yaml:"tiles"`
 	Log    Log    `yaml:"log"`
+	Feed   Feed   `yaml:"feed"`
+}
+
+// Feed configures `methanemap feed`, and the same loop inside `serve` when
+// STAC is not empty.
+type Feed struct {
+	// STAC lists STAC API /search URLs; empty: serve runs no feed.
+	STAC []string `yaml:"stac"`
+	// Post searches with POST (JSON body) instead of GET.
+	Post bool `yaml:"post"`
+	// Collections names each sensor's collections (naip, s2, s1), comma-separated.
+	Collections map[string]string `yaml:"collections"`
+	// Headers are sent with every search request (API keys, tokens).
+	Headers map[string]string `yaml:"headers"`
+	// BBox limits the search: minlon, minlat, maxlon, maxlat.
+	BBox []float64 `yaml:"bbox"`
+	// Datetime is the RFC 3339 interval of the primary sensor's Items
+	// ("": the last 30 days).
+	Datetime string `yaml:"datetime"`
+	// MaxCloud leaves out Sentinel-2 Items cloudier than this, in percent.
+	MaxCloud float64 `yaml:"max_cloud"`
+	// PairWindow and S1Window: how far from the NAIP date Sentinel-2 and
+	// Sentinel-1 Items may be.
+	PairWindow time.Duration `yaml:"pair_window"`
+	S1Window   time.Duration `yaml:"s1_window"`
+	// MosaicDir is where mosaic VRTs are written; the workers must be
+	// allowed to read it.
+	MosaicDir string `yaml:"mosaic_dir"`
+	// HrefQuery is appended to every asset URL (a SAS token or signature).
+	HrefQuery string `yaml:"href_query"`
+	// Interval is the time between passes.
+	Interval time.Duration `yaml:"interval"`
+	// Rate is the most requests per second sent to a catalogue (0: no limit).
+	Rate float64 `yaml:"rate"`
+	// Timeout bounds each request.
+	Timeout time.Duration `yaml:"timeout"`
+	// Retries is how many attempts a request gets on 429, 5xx and network errors.
+	Retries int `yaml:"retries"`
+	// Limit is the number of Items per page.
+	Limit int `yaml:"limit"`
 }
 
 // Log configures log/slog output on standard error.
@@ -77,6 +118,9 @@ func Default() Config {
 		Ingest: Ingest{GDALCacheMB: 256},
 		Tiles:  Tiles{MinValid: 0.5, MaxCloud: 0.5},
 		Log:    Log{Format: "text", Level: "info"},
+		Feed: Feed{Collections: map[string]string{"naip": "naip", "s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc"},
+			Headers: map[string]string{}, MaxCloud: 20, PairWindow: 30 * 24 * time.Hour, S1Window: 30 * 24 * time.Hour,
+			MosaicDir: "./data/mosaics", Interval: 10 * time.Minute, Rate: 2, Timeout: 30 * time.Second, Retries: 5, Limit: 100},
 	}
 }
 
@@ -159,6 +203,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("configs: tiles.min_valid: must be in [0, 1], got %v", c.Tiles.MinValid)
 	case c.Tiles.MaxCloud < 0 || c.Tiles.MaxCloud > 1:
 		return fmt.Errorf("configs: tiles.max_cloud: must be in [0, 1], got %v", c.Tiles.MaxCloud)
+	case len(c.Feed.BBox) != 0 && len(c.Feed.BBox) != 4:
+		return fmt.Errorf("configs: feed.bbox: want [minlon, minlat, maxlon, maxlat], got %d numbers", len(c.Feed.BBox))
+	case c.Feed.Interval <= 0 || c.Feed.Timeout <= 0 || c.Feed.Retries < 1 || c.Feed.Limit < 1 || c.Feed.Rate < 0:
+		return fmt.Errorf("configs: feed: interval and timeout must be positive, retries and limit at least 1, rate not negative")
+	}
+	for k := range c.Feed.Collections {
+		if k != "naip" && k != "s2" && k != "s1" {
+			return fmt.Errorf("configs: feed.collections.%s: want naip, s2 or s1", k)
+		}
 	}
 	return nil
 }

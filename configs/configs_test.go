@@ -1,10 +1,13 @@
 package configs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestLoad(t *testing.T) {
@@ -49,7 +52,29 @@ func TestDocumentedConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.Model != d.Model || c.Ingest.GDALCacheMB != d.Ingest.GDALCacheMB || len(c.Ingest.Allow) != 0 || c.Tiles != d.Tiles || c.Log != d.Log {
+	if c.Model != d.Model || c.Ingest.GDALCacheMB != d.Ingest.GDALCacheMB || len(c.Ingest.Allow) != 0 || c.Tiles != d.Tiles || c.Log != d.Log ||
+		fmt.Sprint(c.Feed) != fmt.Sprint(d.Feed) {
 		t.Errorf("documented config %+v differs from the defaults %+v", c, d)
 	}
+	// and it names every key the Config has
+	var doc, all map[string]any
+	data, _ := os.ReadFile("methanemap.yaml")
+	yaml.Unmarshal(data, &doc)
+	def, _ := yaml.Marshal(d)
+	yaml.Unmarshal(def, &all)
+	var missing func(prefix string, want, have map[string]any)
+	missing = func(prefix string, want, have map[string]any) {
+		for k, v := range want {
+			hv, ok := have[k]
+			if !ok {
+				t.Errorf("methanemap.yaml does not document %s%s", prefix, k)
+				continue
+			}
+			if wm, ok := v.(map[string]any); ok {
+				hm, _ := hv.(map[string]any)
+				missing(prefix+k+".", wm, hm)
+			}
+		}
+	}
+	missing("", all, doc)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -362,5 +363,43 @@ func TestFeedCatalogueFaults(t *testing.T) {
 	code, _, stderr = cli(t, feedArgs(html.URL, filepath.Join(root, "m"), "--dry-run")...)
 	if code != 1 || !strings.Contains(stderr, "not a STAC API search endpoint") || !strings.Contains(stderr, "text/html") {
 		t.Errorf("HTML: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestServeFollowsFeed: with feed.stac in its config, serve runs the feed
+// loop itself: the catalogue's scenes are queued and scored, and /metrics
+// counts them.
+func TestServeFollowsFeed(t *testing.T) {
+	fixture := fixtureDir(t)
+	root := t.TempDir()
+	srv := httptest.NewServer(feedCatalogue(t, fixture, root))
+	defer srv.Close()
+	conf := filepath.Join(root, "methanemap.yaml")
+	writeFile(t, conf, fmt.Sprintf(`feed:
+  stac: [%q]
+  datetime: 2023-01-01T00:00:00Z/2025-12-31T00:00:00Z
+  limit: 2
+  rate: 0
+  interval: 1h
+  mosaic_dir: %q
+`, srv.URL+"/search", filepath.Join(root, "mosaics")))
+	t.Setenv("METHANEMAP_CONFIG", conf)
+	d := startDaemon(t, "--allow", fixture, "--allow", root)
+	for id, e := range d.waitFinal(t, "naip-a", "naip-b") {
+		if e.Event != "done" {
+			t.Errorf("%s: %+v", id, e)
+		}
+	}
+	resp, err := http.Get("http://" + d.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"methanemap_feed_scenes_queued_total 2", `methanemap_feed_not_paired_total{reason="s2_no_items_in_window"} 1`,
+		`methanemap_feed_requests_total{status="200"}`, "methanemap_feed_request_seconds_count"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

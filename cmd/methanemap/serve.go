@@ -152,9 +152,23 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		fmt.Fprintln(w, "ready")
 	})
 	w := worker.New(js, cons, wcfg, process, log)
+	// the feed follower, when the config names STAC APIs
+	var fmet *feedMetrics
+	if len(cfg.Feed.STAC) > 0 {
+		fmet = newFeedMetrics()
+		f, err := newFeed(ctx, cfg.Feed, scorer.Model.Card.Chip.Sensors(), js, *replicas, fmet, log)
+		if err != nil {
+			return err
+		}
+		log.Info("following STAC APIs", "stac", cfg.Feed.STAC, "interval", cfg.Feed.Interval)
+		go feedLoop(ctx, f, cfg.Feed.Interval, false, nil, fmet, log, nil)
+	}
 	mux.HandleFunc("/metrics", func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		met.write(r.Context(), rw, w.Stats(), cons)
+		if fmet != nil {
+			fmet.write(rw)
+		}
 	})
 	oapi.Register(mux, store, oapi.Options{Title: "methanemap",
 		Description: "Methane-emitting facilities found in NAIP, Sentinel-2 and Sentinel-1 imagery: detections (720 m chips) and sites, live from the detection stream.",

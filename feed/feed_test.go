@@ -1,0 +1,100 @@
+package feed
+
+import (
+	"math"
+	"net/http"
+	"testing"
+	"time"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/ingest"
+	"github.com/paulmach/orb"
+)
+
+func box(x0, y0, x1, y1 float64) orb.Polygon {
+	return orb.Polygon{{{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}, {x0, y0}}}
+}
+
+func item(id string, s mm.Sensor, g orb.Geometry, when string, cloud float64) ingest.Item {
+	t, _ := time.Parse(time.RFC3339, when)
+	return ingest.Item{ID: id, SceneID: id, Sensor: s, Footprint: g, Acquired: t, CloudCover: cloud}
+}
+
+func TestChoose(t *testing.T) {
+	naip := item("naip", mm.NAIP, box(0, 0, 1, 1), "2023-07-15T00:00:00Z", math.NaN())
+	p := Pairing{Window: 10 * 24 * time.Hour, S1Window: 5 * 24 * time.Hour, MaxCloud: 50}
+	ids := func(its []ingest.Item) []string {
+		var out []string
+		for _, it := range its {
+			out = append(out, it.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name   string
+		sensor mm.Sensor
+		cands  []ingest.Item
+		want   []string // best last
+		reason string
+	}{
+		{"least cloud wins", mm.Sentinel2, []ingest.Item{
+			item("cloudy", mm.Sentinel2, box(-1, -1, 2, 2), "2023-07-15T00:00:00Z", 40),
+			item("clear", mm.Sentinel2, box(-1, -1, 2, 2), "2023-07-20T00:00:00Z", 1),
+		}, []string{"clear"}, ""},
+		{"too cloudy is left out", mm.Sentinel2, []ingest.Item{
+			item("overcast", mm.Sentinel2, box(-1, -1, 2, 2), "2023-07-15T00:00:00Z", 90),
+		}, nil, ReasonNoCandidates},
+		{"outside the window", mm.Sentinel2, []ingest.Item{
+			item("old", mm.Sentinel2, box(-1, -1, 2, 2), "2023-06-01T00:00:00Z", 0),
+		}, nil, ReasonNoCandidates},
+		{"two halves make a mosaic, best on top", mm.Sentinel2, []ingest.Item{
+			item("west", mm.Sentinel2, box(-1, -1, 0.55, 2), "2023-07-15T00:00:00Z", 5),
+			item("east", mm.Sentinel2, box(0.45, -1, 2, 2), "2023-07-15T00:00:00Z", 2),
+			item("corner", mm.Sentinel2, box(0.9, 0.9, 2, 2), "2023-07-15T00:00:00Z", 0),
+		}, []string{"west", "east", "corner"}, ""},
+		{"a gap stays a gap", mm.Sentinel2, []ingest.Item{
+			item("west", mm.Sentinel2, box(-1, -1, 0.3, 2), "2023-07-15T00:00:00Z", 5),
+			item("east", mm.Sentinel2, box(0.7, -1, 2, 2), "2023-07-15T00:00:00Z", 2),
+		}, nil, ReasonNotCovered},
+		{"sentinel-1: nearest in time", mm.Sentinel1, []ingest.Item{
+			item("s1-4d", mm.Sentinel1, box(-1, -1, 2, 2), "2023-07-19T00:00:00Z", math.NaN()),
+			item("s1-1d", mm.Sentinel1, box(-1, -1, 2, 2), "2023-07-14T00:00:00Z", math.NaN()),
+			item("s1-6d", mm.Sentinel1, box(-1, -1, 2, 2), "2023-07-21T00:00:00Z", math.NaN()),
+		}, []string{"s1-1d"}, ""},
+	} {
+		got, why := choose(naip, c.cands, c.sensor, p)
+		if why != c.reason || len(got) != len(c.want) {
+			t.Errorf("%s: %v %q, want %v %q", c.name, ids(got), why, c.want, c.reason)
+			continue
+		}
+		for i := range got {
+			if got[i].ID != c.want[i] {
+				t.Errorf("%s: %v, want %v", c.name, ids(got), c.want)
+				break
+			}
+		}
+	}
+}
+
+func TestRetryAfterAndMerge(t *testing.T) {
+	if d, ok := retryAfter("3"); !ok || d != 3*time.Second {
+		t.Errorf("Retry-After 3: %v %v", d, ok)
+	}
+	future := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
+	if d, ok := retryAfter(future); !ok || d < 80*time.Second || d > 91*time.Second {
+		t.Errorf("Retry-After %s: %v %v", future, d, ok)
+	}
+	if _, ok := retryAfter("soon"); ok {
+		t.Error("Retry-After soon: accepted")
+	}
+	got := string(mergeBody([]byte(`{"collections":["naip"],"limit":2}`), []byte(`{"token":"abc"}`), true))
+	if got != `{"collections":["naip"],"limit":2,"token":"abc"}` {
+		t.Errorf("merged body %s", got)
+	}
+	if got := string(mergeBody([]byte(`{"limit":2}`), []byte(`{"token":"x"}`), false)); got != `{"token":"x"}` {
+		t.Errorf("replaced body %s", got)
+	}
+	if got := widen("2023-07-10T00:00:00Z/..", 24*time.Hour); got != "2023-07-09T00:00:00Z/.." {
+		t.Errorf("widen: %s", got)
+	}
+}

@@ -124,6 +124,38 @@ func badParam(w http.ResponseWriter, err error) {
 	fail(w, http.StatusBadRequest, "InvalidParameterValue", err.Error())
 }
 
+// negotiate picks the format (HTML or JSON) and, with noParams, refuses
+// any query parameter but f; false means it has answered 400 already.
+func negotiate(w http.ResponseWriter, r *http.Request, noParams bool) (html, ok bool) {
+	html, err := wantsHTML(r)
+	if err != nil {
+		badParam(w, err)
+		return false, false
+	}
+	if noParams && !only(w, r) {
+		return false, false
+	}
+	return html, true
+}
+
+// lookup finds a collection, or answers 404.
+func (a *api) lookup(w http.ResponseWriter, id string) (Info, bool) {
+	info, ok := a.st.Collection(id)
+	if !ok {
+		fail(w, http.StatusNotFound, "NotFound", fmt.Sprintf("no collection %q (there are detections and sites)", id))
+	}
+	return info, ok
+}
+
+// respond writes body as an HTML page or as JSON of the given media type.
+func respond(w http.ResponseWriter, html bool, kind, title, media string, body any) {
+	if html {
+		renderHTML(w, kind, title, body)
+		return
+	}
+	writeJSON(w, http.StatusOK, media, body)
+}
+
 // only refuses any query parameter but f on resources that take none.
 func only(w http.ResponseWriter, r *http.Request) bool {
 	for name := range r.URL.Query() {
@@ -149,12 +181,8 @@ func selfLinks(u, title string, html bool, jsonType string) []Link {
 }
 
 func (a *api) landing(w http.ResponseWriter, r *http.Request) {
-	html, err := wantsHTML(r)
-	if err != nil {
-		badParam(w, err)
-		return
-	}
-	if !only(w, r) {
+	html, ok := negotiate(w, r, true)
+	if !ok {
 		return
 	}
 	b := base(r)
@@ -167,28 +195,16 @@ func (a *api) landing(w http.ResponseWriter, r *http.Request) {
 		links = append(links, l)
 	}
 	body := map[string]any{"title": a.opts.Title, "description": a.opts.Description, "links": links}
-	if html {
-		renderHTML(w, "landing", a.opts.Title, body)
-		return
-	}
-	writeJSON(w, http.StatusOK, mediaJSON, body)
+	respond(w, html, "landing", a.opts.Title, mediaJSON, body)
 }
 
 func (a *api) conformance(w http.ResponseWriter, r *http.Request) {
-	html, err := wantsHTML(r)
-	if err != nil {
-		badParam(w, err)
-		return
-	}
-	if !only(w, r) {
+	html, ok := negotiate(w, r, true)
+	if !ok {
 		return
 	}
 	body := map[string]any{"conformsTo": conformance, "links": selfLinks(base(r)+"/conformance", "Conformance", html, mediaJSON)}
-	if html {
-		renderHTML(w, "conformance", "Conformance", body)
-		return
-	}
-	writeJSON(w, http.StatusOK, mediaJSON, body)
+	respond(w, html, "conformance", "Conformance", mediaJSON, body)
 }
 
 // collectionJSON describes a collection with its links and real extents.
@@ -227,12 +243,8 @@ func collectionJSON(b string, info Info) map[string]any {
 }
 
 func (a *api) collections(w http.ResponseWriter, r *http.Request) {
-	html, err := wantsHTML(r)
-	if err != nil {
-		badParam(w, err)
-		return
-	}
-	if !only(w, r) {
+	html, ok := negotiate(w, r, true)
+	if !ok {
 		return
 	}
 	b := base(r)
@@ -241,45 +253,32 @@ func (a *api) collections(w http.ResponseWriter, r *http.Request) {
 		cols = append(cols, collectionJSON(b, info))
 	}
 	body := map[string]any{"links": selfLinks(b+"/collections", "The collections", html, mediaJSON), "collections": cols}
-	if html {
-		renderHTML(w, "collections", "Collections", body)
-		return
-	}
-	writeJSON(w, http.StatusOK, mediaJSON, body)
+	respond(w, html, "collections", "Collections", mediaJSON, body)
 }
 
 func (a *api) collection(w http.ResponseWriter, r *http.Request) {
-	html, err := wantsHTML(r)
-	if err != nil {
-		badParam(w, err)
-		return
-	}
-	if !only(w, r) {
-		return
-	}
-	info, ok := a.st.Collection(r.PathValue("cid"))
+	html, ok := negotiate(w, r, true)
 	if !ok {
-		fail(w, http.StatusNotFound, "NotFound", fmt.Sprintf("no collection %q (there are detections and sites)", r.PathValue("cid")))
+		return
+	}
+	info, ok := a.lookup(w, r.PathValue("cid"))
+	if !ok {
 		return
 	}
 	body := collectionJSON(base(r), info)
 	if html {
 		body["links"] = selfLinks(base(r)+"/collections/"+url.PathEscape(info.ID), info.Title, true, mediaJSON)
-		renderHTML(w, "collection", info.Title, body)
-		return
 	}
-	writeJSON(w, http.StatusOK, mediaJSON, body)
+	respond(w, html, "collection", info.Title, mediaJSON, body)
 }
 
 func (a *api) items(w http.ResponseWriter, r *http.Request) {
-	html, err := wantsHTML(r)
-	if err != nil {
-		badParam(w, err)
+	html, ok := negotiate(w, r, false)
+	if !ok {
 		return
 	}
-	info, ok := a.st.Collection(r.PathValue("cid"))
+	info, ok := a.lookup(w, r.PathValue("cid"))
 	if !ok {
-		fail(w, http.StatusNotFound, "NotFound", fmt.Sprintf("no collection %q (there are detections and sites)", r.PathValue("cid")))
 		return
 	}
 	params := r.URL.Query()
@@ -335,25 +334,20 @@ func (a *api) items(w http.ResponseWriter, r *http.Request) {
 		"timeStamp": time.Now().UTC().Format(time.RFC3339), "links": links,
 	}
 	if html {
-		renderHTML(w, "items", info.Title, itemsView(info, page, q, links))
+		respond(w, true, "items", info.Title, mediaGeoJSON, itemsView(info, page, q, links))
 		return
 	}
-	writeJSON(w, http.StatusOK, mediaGeoJSON, body)
+	respond(w, false, "items", info.Title, mediaGeoJSON, body)
 }
 
 func (a *api) feature(w http.ResponseWriter, r *http.Request) {
-	html, err := wantsHTML(r)
-	if err != nil {
-		badParam(w, err)
-		return
-	}
-	if !only(w, r) {
+	html, ok := negotiate(w, r, true)
+	if !ok {
 		return
 	}
 	cid, fid := r.PathValue("cid"), r.PathValue("fid")
-	info, ok := a.st.Collection(cid)
+	info, ok := a.lookup(w, cid)
 	if !ok {
-		fail(w, http.StatusNotFound, "NotFound", fmt.Sprintf("no collection %q (there are detections and sites)", cid))
 		return
 	}
 	raw, ok := a.st.Feature(cid, fid)
@@ -370,11 +364,7 @@ func (a *api) feature(w http.ResponseWriter, r *http.Request) {
 	links := append(selfLinks(u+"/items/"+url.PathEscape(fid), "This feature", html, mediaGeoJSON),
 		Link{Href: u + "?f=json", Rel: "collection", Type: mediaJSON, Title: info.Title})
 	f["links"] = links
-	if html {
-		renderHTML(w, "feature", fid, f)
-		return
-	}
-	writeJSON(w, http.StatusOK, mediaGeoJSON, f)
+	respond(w, html, "feature", fid, mediaGeoJSON, f)
 }
 
 //go:embed openapi.json
@@ -397,9 +387,8 @@ func (a *api) schema(w http.ResponseWriter, r *http.Request) {
 	if !only(w, r) {
 		return
 	}
-	info, ok := a.st.Collection(r.PathValue("cid"))
+	info, ok := a.lookup(w, r.PathValue("cid"))
 	if !ok {
-		fail(w, http.StatusNotFound, "NotFound", fmt.Sprintf("no collection %q (there are detections and sites)", r.PathValue("cid")))
 		return
 	}
 	geom := "Polygon"

@@ -101,22 +101,14 @@ func (m *metrics) observe(stage string, d time.Duration) {
 func (m *metrics) write(ctx context.Context, w io.Writer, st worker.Stats, cons jetstream.Consumer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	counter := func(name, help string, v int) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
-	}
+	counter := func(name, help string, v int) { writeCounter(w, name, help, v) }
 	counter("methanemap_scenes_done_total", "Scenes scored and acked.", st.Done)
 	counter("methanemap_scenes_retried_total", "Scene deliveries that failed transiently and were naked.", st.Retried)
 	counter("methanemap_scenes_dead_total", "Messages given up on (dead letters).", st.Dead)
 	counter("methanemap_chips_scored_total", "Chips scored.", m.scored)
 	counter("methanemap_sites_total", "Sites published.", st.Sites)
-	fmt.Fprintf(w, "# HELP methanemap_chips_skipped_total Chips skipped, by reason.\n# TYPE methanemap_chips_skipped_total counter\n")
-	for _, k := range sortedKeys(m.skipped) {
-		fmt.Fprintf(w, "methanemap_chips_skipped_total{reason=%q} %d\n", k, m.skipped[k])
-	}
-	fmt.Fprintf(w, "# HELP methanemap_detections_total Detections published, by class.\n# TYPE methanemap_detections_total counter\n")
-	for _, k := range sortedKeys(st.Detections) {
-		fmt.Fprintf(w, "methanemap_detections_total{class=%q} %d\n", k, st.Detections[k])
-	}
+	writeCounters(w, "methanemap_chips_skipped_total", "Chips skipped, by reason.", "reason", m.skipped)
+	writeCounters(w, "methanemap_detections_total", "Detections published, by class.", "class", st.Detections)
 	fmt.Fprintf(w, "# HELP methanemap_scenes_in_flight Scenes being processed.\n# TYPE methanemap_scenes_in_flight gauge\nmethanemap_scenes_in_flight %d\n", st.InFlight)
 	if info, err := cons.Info(ctx); err == nil {
 		fmt.Fprintf(w, "# HELP methanemap_consumer_pending Scene jobs waiting in the consumer.\n# TYPE methanemap_consumer_pending gauge\nmethanemap_consumer_pending %d\n", info.NumPending)
@@ -127,6 +119,19 @@ func (m *metrics) write(ctx context.Context, w io.Writer, st worker.Stats, cons 
 	fmt.Fprintf(w, "# HELP methanemap_stage_seconds Time per scene in each stage (cut sums the cutters' busy time; cut and infer overlap).\n# TYPE methanemap_stage_seconds histogram\n")
 	for _, s := range stageNames {
 		m.stages[s].write(w, "methanemap_stage_seconds", fmt.Sprintf("stage=%q,", s))
+	}
+}
+
+// writeCounter prints one counter in Prometheus' text format.
+func writeCounter(w io.Writer, name, help string, v int) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+}
+
+// writeCounters prints a counter with one label, a series per key.
+func writeCounters(w io.Writer, name, help, label string, vs map[string]int) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+	for _, k := range sortedKeys(vs) {
+		fmt.Fprintf(w, "%s{%s=%q} %d\n", name, label, k, vs[k])
 	}
 }
 
@@ -185,21 +190,13 @@ func (m *feedMetrics) pass(st feed.Stats) {
 func (m *feedMetrics) write(w io.Writer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	counter := func(name, help string, v int) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
-	}
+	counter := func(name, help string, v int) { writeCounter(w, name, help, v) }
 	counter("methanemap_feed_items_total", "STAC Items read.", m.items)
 	counter("methanemap_feed_bad_items_total", "STAC Items skipped as unreadable.", m.bad)
 	counter("methanemap_feed_scenes_queued_total", "Scenes queued.", m.queued)
 	counter("methanemap_feed_scenes_already_queued_total", "Scenes found in the ledger (queued before, or by another feed).", m.already)
-	fmt.Fprintf(w, "# HELP methanemap_feed_not_paired_total Primary Items not paired, by reason.\n# TYPE methanemap_feed_not_paired_total counter\n")
-	for _, k := range sortedKeys(m.unpaired) {
-		fmt.Fprintf(w, "methanemap_feed_not_paired_total{reason=%q} %d\n", k, m.unpaired[k])
-	}
-	fmt.Fprintf(w, "# HELP methanemap_feed_requests_total Catalogue requests, by HTTP status (none: no answer).\n# TYPE methanemap_feed_requests_total counter\n")
-	for _, k := range sortedKeys(m.status) {
-		fmt.Fprintf(w, "methanemap_feed_requests_total{status=%q} %d\n", k, m.status[k])
-	}
+	writeCounters(w, "methanemap_feed_not_paired_total", "Primary Items not paired, by reason.", "reason", m.unpaired)
+	writeCounters(w, "methanemap_feed_requests_total", "Catalogue requests, by HTTP status (none: no answer).", "status", m.status)
 	fmt.Fprintf(w, "# HELP methanemap_feed_request_seconds Catalogue request latency.\n# TYPE methanemap_feed_request_seconds histogram\n")
 	m.latency.write(w, "methanemap_feed_request_seconds", "")
 }

@@ -39,6 +39,9 @@ type Feed struct {
 	Headers map[string]string `yaml:"headers"`
 	// BBox limits the search: minlon, minlat, maxlon, maxlat.
 	BBox []float64 `yaml:"bbox"`
+	// AOI is a GeoJSON file: the search covers its bounds, Items that do
+	// not touch it are left, and it becomes each scene's AOI.
+	AOI string `yaml:"aoi"`
 	// Datetime is the RFC 3339 interval of the primary sensor's Items
 	// ("": the last 30 days).
 	Datetime string `yaml:"datetime"`

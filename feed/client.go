@@ -295,13 +295,13 @@ func retryAfter(v string) (time.Duration, bool) {
 }
 
 func parsePage(url, contentType string, data []byte) (*page, error) {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	if mt != "" && !strings.Contains(mt, "json") {
-		return nil, fmt.Errorf("STAC API %s: %w: the answer is %s, not JSON: %s", url, ErrNotSTAC, mt, excerpt(data))
-	}
 	var p page
 	if err := json.Unmarshal(data, &p); err != nil {
-		return nil, fmt.Errorf("STAC API %s: %w: the answer is not JSON (%v): %s", url, ErrNotSTAC, err, excerpt(data))
+		mt, _, _ := mime.ParseMediaType(contentType)
+		if mt == "" {
+			mt = "no content type"
+		}
+		return nil, fmt.Errorf("STAC API %s: %w: the answer (%s) is not JSON: %s", url, ErrNotSTAC, mt, excerpt(data))
 	}
 	if p.Type != "FeatureCollection" {
 		return nil, fmt.Errorf("STAC API %s: %w: want an ItemCollection (type FeatureCollection), got type %q", url, ErrNotSTAC, p.Type)

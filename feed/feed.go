@@ -14,6 +14,7 @@ import (
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/ingest"
+	"github.com/paulmach/orb"
 )
 
 // Ledger remembers, for every feed process sharing it, which scenes were
@@ -36,6 +37,10 @@ type Config struct {
 	Collections map[mm.Sensor][]string // the collections holding each sensor's Items
 	Sensors     []mm.Sensor            // what the model needs
 	BBox        []float64              // minlon, minlat, maxlon, maxlat; none: anywhere
+	// AOI, when set, limits the search to its bounds, drops primary Items
+	// that do not touch it, and becomes each scene's AOI (chips outside it
+	// are not scored).
+	AOI orb.Geometry
 	Datetime    string                 // the primary sensor's time window (RFC 3339 interval)
 	MaxCloud    float64                // Sentinel-2 cloud cover limit, percent (0: none)
 	Pairing     Pairing
@@ -103,6 +108,10 @@ func (f *Feed) Pass(ctx context.Context, dry func(*mm.Scene)) (Stats, error) {
 			dt = widen(dt, f.cfg.Pairing.window(s))
 		}
 		search := Search{Collections: colls, BBox: f.cfg.BBox, Datetime: dt, Limit: f.cfg.Limit}
+		if f.cfg.AOI != nil {
+			b := f.cfg.AOI.Bound()
+			search.BBox = []float64{b.Min[0], b.Min[1], b.Max[0], b.Max[1]}
+		}
 		if s == mm.Sentinel2 {
 			search.MaxCloud = f.cfg.MaxCloud
 		}
@@ -130,7 +139,10 @@ func (f *Feed) Pass(ctx context.Context, dry func(*mm.Scene)) (Stats, error) {
 		return st, ctx.Err()
 	}
 	ids := make([]string, 0, len(items[prim]))
-	for id := range items[prim] {
+	for id, it := range items[prim] {
+		if f.cfg.AOI != nil && !touches(it.Footprint, f.cfg.AOI) {
+			continue
+		}
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
@@ -216,7 +228,7 @@ type mosaic struct {
 // scene assembles a scene: one Item's asset as it is, several Items' as
 // mosaics (one VRT per band file), best Item on top.
 func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (*mm.Scene, []mosaic) {
-	sc := &mm.Scene{ID: p.SceneID, Acquired: p.Acquired, Assets: map[mm.Sensor]mm.Asset{}}
+	sc := &mm.Scene{ID: p.SceneID, Acquired: p.Acquired, AOI: f.cfg.AOI, Assets: map[mm.Sensor]mm.Asset{}}
 	var ms []mosaic
 	for s, its := range chosen {
 		if len(its) == 1 {
@@ -307,4 +319,24 @@ func widen(dt string, w time.Duration) string {
 		b = t.Add(w).UTC().Format(time.RFC3339)
 	}
 	return a + "/" + b
+}
+
+// touches reports whether a footprint and an area of interest meet,
+// judged on points spread over each (enough for footprints and AOIs of
+// a few vertices) and on their bounds.
+func touches(footprint, aoi orb.Geometry) bool {
+	if !footprint.Bound().Intersects(aoi.Bound()) {
+		return false
+	}
+	for _, p := range samples(footprint) {
+		if contains(aoi, p) {
+			return true
+		}
+	}
+	for _, p := range samples(aoi) {
+		if contains(footprint, p) {
+			return true
+		}
+	}
+	return false
 }

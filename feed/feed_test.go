@@ -1,8 +1,13 @@
 package feed
 
 import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -96,5 +101,42 @@ func TestRetryAfterAndMerge(t *testing.T) {
 	}
 	if got := widen("2023-07-10T00:00:00Z/..", 24*time.Hour); got != "2023-07-09T00:00:00Z/.." {
 		t.Errorf("widen: %s", got)
+	}
+}
+
+// s2Item is a minimal Sentinel-2 L2A STAC Item.
+func s2Item(id string, x0 float64) map[string]any {
+	return map[string]any{"stac_version": "1.0.0", "type": "Feature", "id": id, "collection": "sentinel-2-l2a",
+		"geometry":   map[string]any{"type": "Polygon", "coordinates": [][][2]float64{{{x0, 0}, {x0 + 1, 0}, {x0 + 1, 1}, {x0, 1}, {x0, 0}}}},
+		"properties": map[string]any{"datetime": "2023-07-15T10:00:00Z", "eo:cloud_cover": 5},
+		"assets":     map[string]any{"red": map[string]any{"href": "https://data.example/" + id + "/B04.tif"}, "scl": map[string]any{"href": "https://data.example/" + id + "/SCL.tif"}}}
+}
+
+// TestOneSensorAndSigning: for a model that needs Sentinel-2 only, each
+// Item is a scene; a bad Item is counted and skipped; the href query is
+// appended to every asset URL; an AOI keeps only the Items it touches.
+func TestOneSensorAndSigning(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bad := map[string]any{"stac_version": "1.0.0", "type": "Feature", "id": "no-geometry", "collection": "sentinel-2-l2a",
+			"properties": map[string]any{"datetime": "2023-07-15T10:00:00Z"}, "assets": map[string]any{"red": map[string]any{"href": "https://x/B04.tif"}}}
+		json.NewEncoder(w).Encode(map[string]any{"type": "FeatureCollection", "features": []any{s2Item("a", 0), bad, s2Item("b", 10)}})
+	}))
+	defer srv.Close()
+	cfg := Config{Endpoints: []Endpoint{{URL: srv.URL}}, Collections: map[mm.Sensor][]string{mm.Sentinel2: {"sentinel-2-l2a"}},
+		Sensors: []mm.Sensor{mm.Sentinel2}, HrefQuery: "sv=2021&sig=abc"}
+	var scenes []*mm.Scene
+	f := New(cfg, &Client{}, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st, err := f.Pass(context.Background(), func(sc *mm.Scene) { scenes = append(scenes, sc) })
+	if err != nil || st.Items != 3 || st.Bad != 1 || len(scenes) != 2 {
+		t.Fatalf("pass: %+v, %d scenes, %v", st, len(scenes), err)
+	}
+	if h := scenes[0].Assets[mm.Sentinel2].Hrefs["B04"]; h != "https://data.example/a/B04.tif?sv=2021&sig=abc" {
+		t.Errorf("signed href %s", h)
+	}
+	cfg.AOI = box(10.2, 0.2, 10.4, 0.4)
+	scenes = nil
+	f = New(cfg, &Client{}, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, err := f.Pass(context.Background(), func(sc *mm.Scene) { scenes = append(scenes, sc) }); err != nil || len(scenes) != 1 || scenes[0].ID != "b" || scenes[0].AOI == nil {
+		t.Errorf("with an AOI over b: %d scenes, %v", len(scenes), err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,7 @@ func runFeed(ctx context.Context, cfg configs.Config, args []string, stdout, std
 	fs.Var(&colls, "collection", "SENSOR=COLLECTION[,COLLECTION] for naip, s2, s1 (repeatable; default: feed.collections)")
 	fs.Var(&headers, "header", "'Name: value' sent with every search request (repeatable): API keys, tokens")
 	bbox := fs.String("bbox", "", "minlon,minlat,maxlon,maxlat to search (default: feed.bbox, else anywhere)")
+	fs.StringVar(&c.AOI, "aoi", c.AOI, "a GeoJSON file: the area of interest, searched by its bounds and set as each scene's AOI")
 	fs.StringVar(&c.Datetime, "datetime", c.Datetime, "RFC 3339 interval of the primary sensor's Items, e.g. 2023-01-01T00:00:00Z/.. (default: the last 30 days)")
 	fs.Float64Var(&c.MaxCloud, "max-cloud", c.MaxCloud, "Sentinel-2 Items cloudier than this (percent) are not used")
 	fs.DurationVar(&c.PairWindow, "pair-window", c.PairWindow, "Sentinel-2 Items within this of the NAIP date")
@@ -123,6 +125,7 @@ func runFeed(ctx context.Context, cfg configs.Config, args []string, stdout, std
 	if err != nil {
 		return err
 	}
+
 	if *httpAddr != "" {
 		ln, err := net.Listen("tcp", *httpAddr)
 		if err != nil {
@@ -163,6 +166,15 @@ func newFeed(ctx context.Context, c configs.Feed, sensors []mm.Sensor, js jetstr
 			return nil, usagef("feed: collections: %q is not naip, s2 or s1", k)
 		}
 		fc.Collections[s] = strings.Split(v, ",")
+	}
+	if c.AOI != "" {
+		data, err := os.ReadFile(c.AOI)
+		if err != nil {
+			return nil, mm.Permanentf("feed: aoi: %w", err)
+		}
+		if fc.AOI, err = mm.ParseAOI(data); err != nil {
+			return nil, mm.Permanentf("feed: aoi %s: %w", c.AOI, err)
+		}
 	}
 	if len(fc.BBox) != 0 && len(fc.BBox) != 4 {
 		return nil, usagef("feed: bbox: want minlon,minlat,maxlon,maxlat")

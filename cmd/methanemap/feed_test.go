@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/internal/testenv"
 	"github.com/methanemap/methanemap/worker"
 )
@@ -180,7 +181,10 @@ func feedCatalogue(t *testing.T, fixture, root string) *stacAPI {
 	naip := "pc_naip_id_m_4611606_ne_11_060_20231117_20240103.json"
 	s2 := "earthsearch-v1_sentinel-2-l2a_S2A_13TDE_20231008_0_L2A.json"
 	s1rtc := "pc_sentinel-1-rtc_S1A_IW_GRDH_1SDV_20240419T045839_20240419T045904_053498_067DF2_rtc.json"
+	broken := make(naip, "naip-broken", "2023-07-15T16:00:00Z", nil, full)
+	delete(broken, "geometry") // an Item that cannot be paired: counted and skipped
 	return &stacAPI{served: map[string]int{}, items: []map[string]any{
+		broken,
 		make(naip, "naip-a", "2023-07-15T16:00:00Z", nil, full),
 		make(naip, "naip-b", "2024-06-01T16:00:00Z", nil, full),
 		make(naip, "naip-c", "2025-03-01T16:00:00Z", nil, full), // no Sentinel-2 near it
@@ -235,8 +239,8 @@ func TestFeedPairsAndQueues(t *testing.T) {
 				t.Errorf("post %v: %s served %d times", post, k, n)
 			}
 		}
-		if len(api.served) != 12 {
-			t.Errorf("post %v: %d Items served over the searches, want 12", post, len(api.served))
+		if len(api.served) != 13 {
+			t.Errorf("post %v: %d Items served over the searches, want 13", post, len(api.served))
 		}
 		scenes := map[string]mm.Scene{}
 		for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
@@ -262,14 +266,36 @@ func TestFeedPairsAndQueues(t *testing.T) {
 		if !strings.Contains(stderr, "s2_no_items_in_window") {
 			t.Errorf("naip-c's missing pair is not reported:\n%s", stderr)
 		}
+		if !strings.Contains(stderr, "bad_items=1") || !strings.Contains(stderr, "naip-broken: geometry") {
+			t.Errorf("the Item without geometry is not counted as bad:\n%s", stderr)
+		}
 		if _, err := os.Stat(mosaics); err == nil {
 			t.Error("a dry run wrote mosaics")
+		}
+	}
+	// an AOI: set on each scene; one far away leaves nothing to queue
+	truth, err := fixtures.ReadTruth(filepath.Join(fixture, "truth.geojson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		dx     float64
+		scenes int
+	}{{0, 2}, {3, 0}} {
+		p := truth[0].LonLat
+		aoi := filepath.Join(root, fmt.Sprintf("aoi%g.geojson", c.dx))
+		writeFile(t, aoi, fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%f,%f],[%f,%f],[%f,%f],[%f,%f],[%f,%f]]]}`,
+			p[0]+c.dx-0.005, p[1]-0.005, p[0]+c.dx+0.005, p[1]-0.005, p[0]+c.dx+0.005, p[1]+0.005, p[0]+c.dx-0.005, p[1]+0.005, p[0]+c.dx-0.005, p[1]-0.005))
+		code, stdout, stderr := cli(t, feedArgs(srv.URL, mosaics, "--dry-run", "--aoi", aoi)...)
+		lines := strings.Fields(strings.TrimSpace(stdout))
+		if code != 0 || len(lines) != c.scenes || (c.scenes > 0 && !strings.Contains(stdout, `"aoi":{"type":"Polygon"`)) {
+			t.Errorf("--aoi %g° east: exit %d, %d scenes\n%s\n%s", c.dx, code, len(lines), stdout, stderr)
 		}
 	}
 	// queue for real: the daemon scores both scenes
 	d := startDaemon(t, "--allow", fixture, "--allow", root)
 	code, stdout, stderr := cli(t, append(feedArgs(srv.URL, mosaics), "--nats", d.url)...)
-	if code != 0 || !strings.Contains(stdout, "queued 2, already queued 0") || !strings.Contains(stdout, "s2_no_items_in_window:1") {
+	if code != 0 || !strings.Contains(stdout, "(bad 1), queued 2, already queued 0") || !strings.Contains(stdout, "s2_no_items_in_window:1") {
 		t.Fatalf("feed: %d\n%s\n%s", code, stdout, stderr)
 	}
 	ev := d.waitFinal(t, "naip-a", "naip-b")

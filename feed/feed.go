@@ -40,13 +40,13 @@ type Config struct {
 	// AOI, when set, limits the search to its bounds, drops primary Items
 	// that do not touch it, and becomes each scene's AOI (chips outside it
 	// are not scored).
-	AOI orb.Geometry
-	Datetime    string                 // the primary sensor's time window (RFC 3339 interval)
-	MaxCloud    float64                // Sentinel-2 cloud cover limit, percent (0: none)
-	Pairing     Pairing
-	MosaicDir   string // where mosaic VRTs are written (must be readable by the workers)
-	HrefQuery   string // appended to every asset href: a token or a signature ("" none)
-	Limit       int    // Items per page
+	AOI       orb.Geometry
+	Datetime  string  // the primary sensor's time window (RFC 3339 interval)
+	MaxCloud  float64 // Sentinel-2 cloud cover limit, percent (0: none)
+	Pairing   Pairing
+	MosaicDir string // where mosaic VRTs are written (must be readable by the workers)
+	HrefQuery string // appended to every asset href: a token or a signature ("" none)
+	Limit     int    // Items per page
 }
 
 // Stats count one pass.

@@ -36,6 +36,11 @@ func (w Window) WarpSwitches(resampling string) []string {
 		"-dstnodata", "nan",
 		// a band GDAL calls alpha (NAIP's NIR often is) is data, not a mask
 		"-nosrcalpha",
+		// the exact transformation for every pixel, not GDAL's linear
+		// approximation (error threshold 0.125 px): a pixel's value then
+		// does not depend on the window around it, so chips cut from a
+		// block warp equal chips warped one by one
+		"-et", "0",
 	}
 }
 

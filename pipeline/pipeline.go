@@ -155,15 +155,18 @@ func (r *run) scene(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	workers := max(1, min(r.opts.Cutters, len(grid.Chips)))
+	// whole blocks of chips per cutter: each block is warped once
+	cut := r.opts.Cut
+	if cut.Block == 0 {
+		cut.Block = tiles.BlockFor(len(grid.Chips), workers, card.Chip.Inputs[0].Size)
+	}
+	shares := grid.Shares(workers, cut.Block)
 	chips := make(chan mm.Chip, 2*r.scorer.BatchSize())
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for w := range workers {
-		var share []mm.ChipID
-		for i := w; i < len(grid.Chips); i += workers {
-			share = append(share, grid.Chips[i])
-		}
+		share := shares[w]
 		wsrc := src
 		if w > 0 {
 			if wsrc, err = ingest.Open(ctx, sc, ingest.Options{Sensors: sensors, Allow: r.opts.Allow}); err != nil {
@@ -177,7 +180,7 @@ func (r *run) scene(ctx context.Context) error {
 			if w > 0 {
 				defer wsrc.Close()
 			}
-			errs <- r.cutShare(ctx, wsrc, grid, share, chips, &mu)
+			errs <- r.cutShare(ctx, wsrc, grid, share, cut, chips, &mu)
 		}()
 	}
 	go func() {
@@ -308,8 +311,8 @@ func (r *run) thresholdOf(c mm.Class) float64 {
 
 // cutShare is one cutting worker: it cuts its share of the grid from its own
 // opened scene and sends the chips to score.
-func (r *run) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid, ids []mm.ChipID, out chan<- mm.Chip, mu *sync.Mutex) error {
-	cutter, err := tiles.NewCutter(src, grid, r.card.Chip, r.opts.Cut)
+func (r *run) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid, ids []mm.ChipID, cut tiles.CutOptions, out chan<- mm.Chip, mu *sync.Mutex) error {
+	cutter, err := tiles.NewCutter(src, grid, r.card.Chip, cut)
 	if err != nil {
 		return err
 	}

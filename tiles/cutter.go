@@ -27,6 +27,9 @@ type CutOptions struct {
 	MaxCloud float64
 	// KeepRaw keeps the warped values before normalisation in Tensor.Raw.
 	KeepRaw bool
+	// Block is how many chips per side one warp covers (0: BlockChips of
+	// the input's size; 1: a warp per chip). See Grid.Shares.
+	Block int
 }
 
 // CloudClasses are the Sentinel-2 SCL codes counted as cloud: cloud shadow
@@ -44,6 +47,31 @@ type Cutter struct {
 	scl    *ingest.Raster
 	sclIdx int
 	toLL   *ingest.Transformer
+	blocks map[blockKey]*warpedBlock // the last block warped per raster, resampling and size
+	col0   int                       // the grid's first column and row: blocks count from there
+	row0   int
+}
+
+// Chips on the grid's lattice are warped a block at a time: one GDAL warp
+// of up to blockChips x blockChips chips per raster, each chip then sliced
+// out of it. A warp costs far more to set up than to run, and neighbouring
+// chips read the same source blocks, so this reads each source block once
+// per block of chips instead of once per chip. Chips off the lattice
+// (probes shifted by half a chip) are warped alone.
+const blockPixels = 640 // largest block side in pixels
+
+type blockKey struct {
+	raster     *ingest.Raster
+	resampling string
+	size       int
+}
+
+// warpedBlock is one warped block: Col0, Row0 is its first chip.
+type warpedBlock struct {
+	col0, row0 int
+	chips      int // per side
+	vals       []float32
+	side       int // pixels per side
 }
 
 type inputPlan struct {
@@ -75,7 +103,15 @@ func NewCutter(src *ingest.Source, grid *Grid, spec mm.ChipSpec, opts CutOptions
 	if len(spec.Inputs) == 0 {
 		return nil, fmt.Errorf("tiles: the chip spec has no inputs")
 	}
-	c := &Cutter{src: src, grid: grid, spec: spec, opts: opts}
+	c := &Cutter{src: src, grid: grid, spec: spec, opts: opts, blocks: map[blockKey]*warpedBlock{}}
+	for i, id := range grid.Chips {
+		if i == 0 || id.Col < c.col0 {
+			c.col0 = id.Col
+		}
+		if i == 0 || id.Row < c.row0 {
+			c.row0 = id.Row
+		}
+	}
 	for i, in := range spec.Inputs {
 		plan, err := c.planInput(i, in)
 		if err != nil {
@@ -181,7 +217,7 @@ func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm
 	n := in.Size * in.Size
 	raw := make([]float32, len(in.Bands)*n)
 	for _, rd := range plan.reads {
-		vals, err := rd.raster.Warp(ctx, c.Window(id, in.Size), rd.resampling)
+		vals, err := c.warp(ctx, rd.raster, rd.resampling, id, in.Size)
 		if err != nil {
 			return mm.Tensor{}, 0, err
 		}
@@ -219,7 +255,7 @@ func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm
 // cloud among the pixels SCL has data for.
 func (c *Cutter) cloudFraction(ctx context.Context, id mm.ChipID) (float64, error) {
 	size := c.spec.Inputs[0].Size
-	vals, err := c.scl.Warp(ctx, c.Window(id, size), ingest.Nearest)
+	vals, err := c.warp(ctx, c.scl, ingest.Nearest, id, size)
 	if err != nil {
 		return 0, err
 	}
@@ -239,6 +275,111 @@ func (c *Cutter) cloudFraction(ctx context.Context, id mm.ChipID) (float64, erro
 		return 0, nil
 	}
 	return float64(cloud) / float64(valid), nil
+}
+
+// blockOrder sorts lattice chips by block (stably), off-lattice chips last.
+func (c *Cutter) blockOrder(ids []mm.ChipID) []mm.ChipID {
+	size := c.spec.Inputs[0].Size
+	if c.block(size) == 1 {
+		return ids
+	}
+	out := slices.Clone(ids)
+	key := func(id mm.ChipID) [3]int {
+		if !c.onLattice(id) {
+			return [3]int{1, 0, 0}
+		}
+		bc, br := c.BlockOf(id, size)
+		return [3]int{0, -br, bc} // blocks north to south, west to east, as the grid
+	}
+	slices.SortStableFunc(out, func(a, b mm.ChipID) int {
+		ka, kb := key(a), key(b)
+		for i := range ka {
+			if ka[i] != kb[i] {
+				return ka[i] - kb[i]
+			}
+		}
+		return 0
+	})
+	return out
+}
+
+// BlockChips is the most chips per side one block warp may cover for an
+// input of size pixels (1: chips are warped one by one).
+func BlockChips(size int) int { return max(1, min(8, blockPixels/max(size, 1))) }
+
+// BlockFor picks the block side for a grid of chips cut by cutters
+// goroutines: as large as BlockChips allows, but small enough that every
+// cutter gets about two blocks.
+func BlockFor(chips, cutters, size int) int {
+	want := int(math.Ceil(math.Sqrt(float64(chips) / float64(2*max(1, cutters)))))
+	return max(1, min(BlockChips(size), want))
+}
+
+// block is the block side for an input of size pixels.
+func (c *Cutter) block(size int) int {
+	if c.opts.Block > 0 {
+		return min(c.opts.Block, BlockChips(size))
+	}
+	return BlockChips(size)
+}
+
+// onLattice reports whether a chip is one of the grid's own (same
+// footprint and stride): only those are cut from blocks.
+func (c *Cutter) onLattice(id mm.ChipID) bool {
+	return id.EPSG == c.grid.EPSG && id.Footprint == c.grid.FootprintM && id.Stride == c.grid.StrideM && c.grid.StrideM == c.grid.FootprintM
+}
+
+// BlockOf is the block a lattice chip falls in, counted from the grid's
+// first chip, for an input of size pixels.
+func (c *Cutter) BlockOf(id mm.ChipID, size int) (bc, br int) {
+	n := c.block(size)
+	return floorDiv(id.Col-c.col0, n), floorDiv(id.Row-c.row0, n)
+}
+
+func floorDiv(a, b int) int {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// warp returns a chip's warped bands (band after band, rows north to
+// south), cut from its block's warp when the chip is on the lattice.
+func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.ChipID, size int) ([]float32, error) {
+	n := c.block(size)
+	if n == 1 || !c.onLattice(id) {
+		return r.Warp(ctx, c.Window(id, size), alg)
+	}
+	key := blockKey{r, alg, size}
+	bc, br := c.BlockOf(id, size)
+	bcol, brow := c.col0+bc*n, c.row0+br*n
+	blk := c.blocks[key]
+	if blk == nil || blk.col0 != bcol || blk.row0 != brow {
+		// the block's window: chips bcol..bcol+n-1 west to east, rows
+		// brow..brow+n-1 (rows count northwards, as y does)
+		first := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol, Row: brow}.Bounds()
+		last := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol + n - 1, Row: brow + n - 1}.Bounds()
+		w := ingest.Window{EPSG: c.grid.EPSG, Bounds: [4]float64{first[0], first[1], last[2], last[3]}, Width: n * size, Height: n * size}
+		vals, err := r.Warp(ctx, w, alg)
+		if err != nil {
+			return nil, err
+		}
+		blk = &warpedBlock{col0: bcol, row0: brow, chips: n, vals: vals, side: n * size}
+		c.blocks[key] = blk
+	}
+	bands := len(blk.vals) / (blk.side * blk.side)
+	out := make([]float32, bands*size*size)
+	ox := (id.Col - bcol) * size
+	oy := (brow + n - 1 - id.Row) * size // the block's top row holds its northernmost chips
+	for b := range bands {
+		src := blk.vals[b*blk.side*blk.side:]
+		dst := out[b*size*size:]
+		for y := range size {
+			copy(dst[y*size:(y+1)*size], src[(oy+y)*blk.side+ox:(oy+y)*blk.side+ox+size])
+		}
+	}
+	return out, nil
 }
 
 // footprint is the chip's square in WGS84, counter-clockwise.
@@ -266,9 +407,11 @@ func (c *Cutter) Each(ctx context.Context, fn func(mm.Chip) error) (Stats, error
 
 // EachOf is Each over some of the grid's chips (for example one worker's
 // share when several cutters, each on its own opened scene, split a grid).
+// Chips come block by block (see BlockChips), in the grid's order within
+// a block, so that each block is warped once.
 func (c *Cutter) EachOf(ctx context.Context, ids []mm.ChipID, fn func(mm.Chip) error) (Stats, error) {
 	st := Stats{Skipped: map[string]int{}}
-	for _, id := range ids {
+	for _, id := range c.blockOrder(ids) {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -173,5 +174,66 @@ func TestCutterNeedsTheCardsBands(t *testing.T) {
 	_, err = NewCutter(src, grid, demoCard(t).Chip, CutOptions{})
 	if err == nil || !mm.IsPermanent(err) || !strings.Contains(err.Error(), "assets.s2: band B04 missing") {
 		t.Fatalf("error %v: want a permanent error naming assets.s2 band B04", err)
+	}
+}
+
+// TestBlockCutsEqualSingleCuts cuts every chip of the fixture grid one warp
+// per chip and from blocks of 2 x 2 and 3 x 3 chips (block edges falling
+// inside the grid): the chips are the same to the bit, a probe chip off
+// the lattice included, and Grid.Shares deals whole blocks, each chip once.
+func TestBlockCutsEqualSingleCuts(t *testing.T) {
+	res := fixtureScene(t)
+	card := demoCard(t)
+	src := openScene(t, res.Scene)
+	grid, err := NewGrid(src, GridOptions{FootprintM: card.Chip.FootprintM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutAll := func(block int) map[mm.ChipID]mm.Chip {
+		c, err := NewCutter(src, grid, card.Chip, CutOptions{KeepRaw: true, Block: block, MinValid: 0.01, MaxCloud: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		out := map[mm.ChipID]mm.Chip{}
+		ids := append(slices.Clone(grid.Chips), mm.ChipID{EPSG: grid.EPSG, Footprint: grid.FootprintM, Stride: grid.FootprintM / 2,
+			Col: grid.Chips[0].Col*2 + 1, Row: grid.Chips[0].Row*2 - 1}) // a probe, off the lattice
+		for _, id := range ids {
+			chip, _, err := c.Cut(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[id] = chip
+		}
+		return out
+	}
+	single := cutAll(1)
+	for _, block := range []int{2, 3} {
+		for id, chip := range cutAll(block) {
+			want := single[id]
+			for i := range want.Inputs {
+				if diff, ok := sameValues(chip.Inputs[i].Raw, want.Inputs[i].Raw, 0); !ok {
+					t.Errorf("block %d, chip %s: %s", block, id, diff)
+				}
+			}
+			if chip.CloudFraction != want.CloudFraction || chip.ValidFraction != want.ValidFraction {
+				t.Errorf("block %d, chip %s: fractions %v/%v, single %v/%v", block, id, chip.ValidFraction, chip.CloudFraction, want.ValidFraction, want.CloudFraction)
+			}
+		}
+		seen := map[mm.ChipID]int{}
+		shares := grid.Shares(2, block)
+		for _, share := range shares {
+			for _, id := range share {
+				seen[id]++
+			}
+		}
+		if len(seen) != len(grid.Chips) || len(shares[0]) == 0 || len(shares[1]) == 0 {
+			t.Errorf("block %d: shares of %d and %d chips cover %d of %d", block, len(shares[0]), len(shares[1]), len(seen), len(grid.Chips))
+		}
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("block %d: chip %s in %d shares", block, id, n)
+			}
+		}
 	}
 }

@@ -227,6 +227,33 @@ func projectAOI(g orb.Geometry, epsg int) ([]orb.Polygon, error) {
 }
 
 // String describes the grid for logs.
+// Shares splits the grid's chips among n cutters by whole blocks of
+// block x block chips (CutOptions.Block), dealt in turn, so that no two
+// cutters warp the same block.
+func (g *Grid) Shares(n, block int) [][]mm.ChipID {
+	n = max(1, n)
+	shares := make([][]mm.ChipID, n)
+	if len(g.Chips) == 0 {
+		return shares
+	}
+	b := max(1, block)
+	col0, row0 := g.Chips[0].Col, g.Chips[0].Row
+	for _, id := range g.Chips {
+		col0, row0 = min(col0, id.Col), min(row0, id.Row)
+	}
+	owner := map[[2]int]int{}
+	for _, id := range g.Chips {
+		k := [2]int{floorDiv(id.Col-col0, b), floorDiv(id.Row-row0, b)}
+		w, ok := owner[k]
+		if !ok {
+			w = len(owner) % n
+			owner[k] = w
+		}
+		shares[w] = append(shares[w], id)
+	}
+	return shares
+}
+
 func (g *Grid) String() string {
 	return fmt.Sprintf("EPSG:%d %dm/%dm %d chips", g.EPSG, g.FootprintM, g.StrideM, len(g.Chips))
 }

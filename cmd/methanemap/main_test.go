@@ -139,7 +139,7 @@ func TestChipsCommandMatchesGDAL(t *testing.T) {
 		}
 		oracle := filepath.Join(t.TempDir(), "o.tif")
 		testenv.Run(t, "", "gdalwarp", append([]string{"-q", "-t_srs", info.CoordinateSystem.WKT, "-te"}, append(te,
-			"-ts", "72", "72", "-r", alg, "-ot", "Float32", "-dstnodata", "nan", "-nosrcalpha", src, oracle)...)...)
+			"-ts", "72", "72", "-r", alg, "-ot", "Float32", "-dstnodata", "nan", "-nosrcalpha", "-et", "0", src, oracle)...)...)
 		got, want := readBand(t, chip, i+1), readBand(t, oracle, band)
 		for p := range got {
 			g, w := float64(got[p]), float64(want[p])

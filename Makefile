@@ -83,17 +83,26 @@ train: build
 	./$(BIN) fixtures --dataset 900 --seed 1 --out $(DEMO)/dataset
 	/usr/bin/python3 training/train.py --data $(DEMO)/dataset --card models/demo/model.yaml --out models/demo --epochs 30 --seed 1
 
-# bench measures chip building against GDAL's raw read of the same pixels,
-# peak memory of chip iteration over 5 km and 20 km scenes, and inference
-# per backend and batch size (demo model, and DenseNet-121 at 720 x 720),
-# score end to end on a 10 km scene, and daemon scenes/minute with 1 and 2
-# worker processes.
+# bench measures, in one run on the same fixtures: chip building against
+# GDAL's raw read of the same pixels, peak memory of chip iteration over
+# 5, 10 and 20 km scenes, inference per backend and batch size (demo model,
+# and DenseNet-121 at 720 x 720), score end to end on a 10 km scene, the
+# same for DenseNet-121 against its inference alone, and daemon
+# scenes/minute with 1 and 2 worker processes. The go test output
+# (benchstat's format) goes to bench/raw.txt; the table of where the time
+# goes, with each target as a ratio, is printed and written to
+# bench/results.json.
+BENCH = set -o pipefail; $(GO) test -run '^$$' -timeout 30m
 bench: build
-	$(GO) test -run '^$$' -bench ChipBuilding -benchtime 5x -timeout 30m ./tiles/
-	$(GO) test -run '^$$' -bench ChipMemory -benchtime 1x -timeout 30m ./tiles/
-	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./model/
-	$(GO) test -run '^$$' -bench Score10km -benchtime 2x -timeout 30m ./cmd/methanemap/
-	$(GO) test -run '^$$' -bench DaemonWorkers -benchtime 1x -timeout 30m ./cmd/methanemap/
+	mkdir -p bench
+	: > bench/raw.txt
+	$(BENCH) -bench ChipBuilding -benchtime 5x ./tiles/ | tee -a bench/raw.txt
+	$(BENCH) -bench ChipMemory -benchtime 1x ./tiles/ | tee -a bench/raw.txt
+	$(BENCH) -bench . -benchtime 20x ./model/ | tee -a bench/raw.txt
+	$(BENCH) -bench Score10km -benchtime 2x ./cmd/methanemap/ | tee -a bench/raw.txt
+	$(BENCH) -bench DenseNetScore -benchtime 1x ./cmd/methanemap/ | tee -a bench/raw.txt
+	$(BENCH) -bench DaemonWorkers -benchtime 1x ./cmd/methanemap/ | tee -a bench/raw.txt
+	$(GO) run ./internal/benchreport -json bench/results.json bench/raw.txt
 
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzParseScene -fuzztime 30s .

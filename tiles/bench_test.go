@@ -140,12 +140,12 @@ func (rr *rawReader) close() {
 func clamp(v, lo, hi int) int { return max(lo, min(hi, v)) }
 
 // BenchmarkChipMemory reports the peak resident memory of a process that
-// opens a scene and cuts every chip, for a 5 km and a 20 km scene. The
+// opens a scene and cuts every chip, for 5, 10 and 20 km scenes. The
 // process is this test binary re-run in child mode, so the figure is the
 // chip iteration's alone. The child reports its own VmHWM: the rusage of a
 // waited child would also count the parent's memory at the time of exec.
 func BenchmarkChipMemory(b *testing.B) {
-	for _, km := range []float64{5, 20} {
+	for _, km := range []float64{5, 10, 20} {
 		b.Run(fmt.Sprintf("%gkm", km), func(b *testing.B) {
 			res := benchScene(b, km)
 			var peakKB int64

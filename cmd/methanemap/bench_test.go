@@ -16,6 +16,7 @@ import (
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/internal/fixtures"
+	"github.com/methanemap/methanemap/internal/testenv"
 	"github.com/methanemap/methanemap/model"
 	"github.com/methanemap/methanemap/tiles"
 )
@@ -209,4 +210,64 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 	b.ReportMetric(rate[1]/float64(b.N), "scenes/min-1-worker")
 	b.ReportMetric(rate[2]/float64(b.N), "scenes/min-2-workers")
 	b.ReportMetric(rate[2]/rate[1], "2-workers/1-worker")
+}
+
+// BenchmarkDenseNetScore scores a 3 km fixture scene end to end with
+// METER-ML's architecture (DenseNet-121, 720 x 720 chips, random weights,
+// exported by training/train.py) on ONNX Runtime, without probes, and in
+// the same iteration runs inference alone on the same chips: their ratio
+// says how much of the time the rest of the pipeline adds.
+func BenchmarkDenseNetScore(b *testing.B) {
+	dir := b.TempDir()
+	root := testenv.Root()
+	mdir := filepath.Join(dir, "densenet")
+	cmd := exec.Command("/usr/bin/python3", filepath.Join(root, "training", "train.py"), "--data", dir,
+		"--card", filepath.Join(root, "models", "demo", "model.yaml"), "--out", mdir,
+		"--arch", "densenet121", "--size", "720", "--random-weights")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("train.py --arch densenet121: %v\n%s", err, out)
+	}
+	res, err := fixtures.Write(filepath.Join(dir, "scene"), fixtures.Options{SizeKM: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := loadModel(mdir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	scorer, err := model.NewScorer(m, model.ScorerOptions{BatchSize: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer scorer.Close()
+	var inferT, e2eT time.Duration
+	var chips int
+	for i := range b.N {
+		cut, err := cutAll(res, m.Card.Chip, runtime.NumCPU())
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if _, err := scorer.Score(context.Background(), cut); err != nil {
+			b.Fatal(err)
+		}
+		inferT += time.Since(t0)
+		out := filepath.Join(dir, "det.geojson")
+		os.Remove(out)
+		var stdout, stderr bytes.Buffer
+		t0 = time.Now()
+		if code := run(context.Background(), []string{"score", "--scene", res.SceneFile, "--model", mdir, "--backend", "onnxruntime",
+			"--batch", "4", "--no-probes", "-o", out, "--quiet"}, &stdout, &stderr); code != 0 {
+			b.Fatalf("score: %s", stderr.String())
+		}
+		e2eT += time.Since(t0)
+		if i == 0 {
+			chips = len(cut)
+			b.Logf("%d chips of 720 x 720; %s", len(cut), bytes.TrimSpace(stdout.Bytes()))
+		}
+	}
+	n := float64(chips * b.N)
+	b.ReportMetric(n/inferT.Seconds(), "infer-chips/s")
+	b.ReportMetric(n/e2eT.Seconds(), "e2e-chips/s")
+	b.ReportMetric(e2eT.Seconds()/inferT.Seconds(), "e2e/infer")
 }

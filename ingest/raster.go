@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/airbusgeo/godal"
 	mm "github.com/methanemap/methanemap"
@@ -37,6 +38,7 @@ type Raster struct {
 	wkt    string
 	remote bool
 	ds     *godal.Dataset
+	vrt    string // a VRT file written for a band group, removed on close
 }
 
 // Source holds the opened rasters of one scene.
@@ -93,6 +95,12 @@ func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset, allow 
 		s.Rasters = append(s.Rasters, r)
 		return r.assignBands(a.Bands)
 	}
+	var opened []*Raster
+	defer func() { // on error, what is not in s.Rasters yet
+		for _, r := range opened {
+			r.close()
+		}
+	}()
 	for _, band := range a.BandNames() {
 		if err := Allowed(a.Hrefs[band], allow); err != nil {
 			return fieldErr(field+".hrefs."+band, a.Hrefs[band], err)
@@ -101,12 +109,101 @@ func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset, allow 
 		if err != nil {
 			return err
 		}
-		s.Rasters = append(s.Rasters, r)
+		opened = append(opened, r)
 		if err := r.assignBands([]string{band}); err != nil {
 			return err
 		}
 	}
+	grouped, err := groupBands(opened)
+	if err != nil {
+		return err
+	}
+	opened = nil
+	s.Rasters = append(s.Rasters, grouped...)
 	return nil
+}
+
+// groupBands reads one-band files that share a grid (size, geotransform,
+// CRS, data type, nodata) as one multi-band VRT, so that a chip takes one
+// warp per group (Sentinel-2's 10, 20 and 60 m bands) instead of one per
+// band. Class bands (SCL) stay alone: they are resampled differently.
+func groupBands(rs []*Raster) ([]*Raster, error) {
+	type key struct {
+		w, h     int
+		gt       [6]float64
+		wkt, dt  string
+		hasND    bool
+		nd       float64
+		isRemote bool
+	}
+	var order []key
+	groups := map[key][]*Raster{}
+	var out []*Raster
+	for _, r := range rs {
+		if len(r.Bands) != 1 || mm.IsClassBand(r.Sensor, r.Bands[0]) {
+			out = append(out, r)
+			continue
+		}
+		k := key{r.Width, r.Height, r.GeoTransform, r.wkt, r.DataType, r.HasNodata, r.Nodata, r.remote}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	for _, k := range order {
+		g := groups[k]
+		if len(g) == 1 {
+			out = append(out, g[0])
+			continue
+		}
+		r, err := vrtOf(g)
+		if err != nil {
+			for _, m := range out {
+				m.close()
+			}
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// vrtOf writes a VRT stacking the group's files as bands and opens it in
+// their place (their datasets are closed).
+func vrtOf(g []*Raster) (*Raster, error) {
+	f, err := os.CreateTemp("", "methanemap-bands-*.vrt")
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	paths := make([]string, len(g))
+	fields := make([]string, len(g))
+	hrefs := make([]string, len(g))
+	for i, m := range g {
+		paths[i], fields[i], hrefs[i] = m.Path, m.Field, m.Href
+	}
+	ec := &errCollector{remote: g[0].remote}
+	ds, err := godal.BuildVRT(f.Name(), paths, []string{"-separate"}, godal.ErrLogger(ec.handler()))
+	if err == nil {
+		err = ds.Close() // writes the file
+	}
+	if err == nil { // and opened again, as the file other tools can read too
+		ds, err = godal.Open(f.Name(), godal.RasterOnly(), godal.ErrLogger(ec.handler()))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, ec.wrap(fmt.Sprintf("ingest: band group %v", fields), err)
+	}
+	r := *g[0]
+	r.Field = strings.Join(fields, ", ")
+	r.Href = strings.Join(hrefs, ", ")
+	r.Path, r.vrt, r.ds = f.Name(), f.Name(), ds
+	r.Bands = nil
+	for _, m := range g {
+		r.Bands = append(r.Bands, m.Bands[0])
+		m.close()
+	}
+	return &r, nil
 }
 
 // assignBands names the raster's bands from the scene, or from the sensor's
@@ -268,6 +365,10 @@ func (s *Source) Close() error {
 }
 
 func (r *Raster) close() error {
+	if r.vrt != "" {
+		defer os.Remove(r.vrt)
+		r.vrt = ""
+	}
 	if r.ds == nil {
 		return nil
 	}

@@ -32,11 +32,12 @@ func TestOpenRealRasters(t *testing.T) {
 		{"naip", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: rd("naip_m_4709963_se_14_20190904_5m.tif")}}),
 			[]string{"red", "green", "blue", "nir"}, "Byte", 26914, true},
 		{"s2 per band", scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Hrefs: map[string]string{"B01": rd("s2_t34_B01_600m.tif"), "B09": rd("s2_t34_B09_600m.tif")}}}),
-			[]string{"B01"}, "UInt16", 32634, true},
+			[]string{"B01", "B09"}, "UInt16", 32634, true},
 		{"s2 in EPSG:4326", scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Href: rd("s2like_4band_10m_epsg4326.tif"), Bands: []string{"B02", "B03", "B04", "B08"}}}),
 			[]string{"B02", "B03", "B04", "B08"}, "Float64", 4326, false},
+		// two band files on one grid are read as one two-band VRT
 		{"s2 whole tile", scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Hrefs: map[string]string{"B02": rd("s2_t29_band1_200m.tif"), "B03": rd("s2_t29_band2_200m.tif")}}}),
-			[]string{"B02"}, "UInt16", 32629, true},
+			[]string{"B02", "B03"}, "UInt16", 32629, true},
 		{"s1", scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: rd("s1a_iw_grd_20150309_vv_db_20m.tif")}}),
 			[]string{"VV"}, "Float32", 32631, true},
 	}

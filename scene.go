@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/paulmach/orb"
@@ -69,8 +70,12 @@ func (s *Scene) Sensors() []Sensor {
 
 var sceneIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
-// ValidSceneID reports whether id can name a scene (and a NATS message).
-func ValidSceneID(id string) bool { return sceneIDPattern.MatchString(id) }
+// ValidSceneID reports whether id can name a scene, a NATS subject token
+// sequence and a file: 1–128 of [A-Za-z0-9._-], not starting or ending
+// with '.', no "..".
+func ValidSceneID(id string) bool {
+	return sceneIDPattern.MatchString(id) && !strings.HasPrefix(id, ".") && !strings.HasSuffix(id, ".") && !strings.Contains(id, "..")
+}
 
 type sceneJSON struct {
 	Version  *int                       `json:"version,omitempty"`
@@ -101,7 +106,7 @@ func ParseScene(data []byte) (*Scene, error) {
 	if raw.ID == "" {
 		v.add("id", "required")
 	} else if !ValidSceneID(raw.ID) {
-		v.add("id", "must be 1–128 characters of A-Z a-z 0-9 . _ -, got %q", truncate(raw.ID, 40))
+		v.add("id", "must be 1–128 characters of A-Z a-z 0-9 . _ -, not starting or ending with '.' nor holding '..', got %q", truncate(raw.ID, 40))
 	}
 	if raw.Acquired != "" {
 		t, err := time.Parse(time.RFC3339Nano, raw.Acquired)
@@ -151,7 +156,7 @@ func ParseScene(data []byte) (*Scene, error) {
 func (s *Scene) Validate() error {
 	v := &ValidationError{}
 	if !ValidSceneID(s.ID) {
-		v.add("id", "must be 1–128 characters of A-Z a-z 0-9 . _ -, got %q", truncate(s.ID, 40))
+		v.add("id", "must be 1–128 characters of A-Z a-z 0-9 . _ -, not starting or ending with '.' nor holding '..', got %q", truncate(s.ID, 40))
 	}
 	if len(s.Assets) == 0 {
 		v.add("assets", "at least one sensor is required (naip, s2, s1)")

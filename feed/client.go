@@ -16,6 +16,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,19 +153,24 @@ func sep(u string) string {
 	return "?"
 }
 
+// searchQuery is a GET search's query string, encoded; the cloud filter
+// goes as the query extension's JSON, as for POST.
 func searchQuery(s Search) string {
-	var q []string
+	q := neturl.Values{}
 	if len(s.Collections) > 0 {
-		q = append(q, "collections="+strings.Join(s.Collections, ","))
+		q.Set("collections", strings.Join(s.Collections, ","))
 	}
 	if len(s.BBox) == 4 {
-		q = append(q, fmt.Sprintf("bbox=%g,%g,%g,%g", s.BBox[0], s.BBox[1], s.BBox[2], s.BBox[3]))
+		q.Set("bbox", fmt.Sprintf("%g,%g,%g,%g", s.BBox[0], s.BBox[1], s.BBox[2], s.BBox[3]))
 	}
 	if s.Datetime != "" {
-		q = append(q, "datetime="+s.Datetime)
+		q.Set("datetime", s.Datetime)
 	}
-	q = append(q, fmt.Sprintf("limit=%d", s.Limit))
-	return strings.Join(q, "&")
+	if s.MaxCloud > 0 {
+		q.Set("query", fmt.Sprintf(`{"eo:cloud_cover":{"lt":%g}}`, s.MaxCloud))
+	}
+	q.Set("limit", fmt.Sprint(s.Limit))
+	return q.Encode()
 }
 
 // mergeBody applies a next link's body: merged into the previous one, or

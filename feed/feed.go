@@ -18,18 +18,17 @@ import (
 )
 
 // Ledger remembers, for every feed process sharing it, which scenes were
-// queued: a restart resumes from it, and two feeds never queue one scene
-// twice.
+// queued: a restart resumes from it. (Two feeds racing on one scene both
+// queue it; the queue's message id keeps one.)
 type Ledger interface {
 	Seen(ctx context.Context, sceneID string) (bool, error)
-	// Claim records the scene as queued; false when someone already had.
-	Claim(ctx context.Context, sceneID string) (bool, error)
-	// Release forgets a claim whose scene could not be queued.
-	Release(ctx context.Context, sceneID string) error
+	// Record notes the scene as queued (again is fine).
+	Record(ctx context.Context, sceneID string) error
 }
 
-// Queue hands a scene to the workers.
-type Queue func(ctx context.Context, sc *mm.Scene) error
+// Queue hands a scene to the workers; duplicate says the queue already
+// had it (its id is the message id).
+type Queue func(ctx context.Context, sc *mm.Scene) (duplicate bool, err error)
 
 // Config is what a feed follows.
 type Config struct {
@@ -41,7 +40,7 @@ type Config struct {
 	// that do not touch it, and becomes each scene's AOI (chips outside it
 	// are not scored).
 	AOI       orb.Geometry
-	Datetime  string  // the primary sensor's time window (RFC 3339 interval)
+	Datetime  string  // the primary sensor's time window (RFC 3339 interval; "": the 30 days before each pass)
 	MaxCloud  float64 // Sentinel-2 cloud cover limit, percent (0: none)
 	Pairing   Pairing
 	MosaicDir string // where mosaic VRTs are written (must be readable by the workers)
@@ -104,6 +103,9 @@ func (f *Feed) Pass(ctx context.Context, dry func(*mm.Scene)) (Stats, error) {
 			return st, fmt.Errorf("feed: no collection configured for %s", s)
 		}
 		dt := f.cfg.Datetime
+		if dt == "" {
+			dt = time.Now().Add(-30*24*time.Hour).UTC().Format(time.RFC3339) + "/.."
+		}
 		if s != prim {
 			dt = widen(dt, f.cfg.Pairing.window(s))
 		}
@@ -137,6 +139,11 @@ func (f *Feed) Pass(ctx context.Context, dry func(*mm.Scene)) (Stats, error) {
 	}
 	if ctx.Err() != nil {
 		return st, ctx.Err()
+	}
+	if len(errs) > 0 {
+		// pairing on part of the candidates could pick a worse Item for
+		// good (the ledger keeps it): nothing is queued this pass
+		return st, errors.Join(errs...)
 	}
 	ids := make([]string, 0, len(items[prim]))
 	for id, it := range items[prim] {
@@ -180,33 +187,37 @@ func (f *Feed) Pass(ctx context.Context, dry func(*mm.Scene)) (Stats, error) {
 			f.log.Info("feed: not paired", "item", p.ID, "reason", reason)
 			continue
 		}
-		sc, mosaics := f.scene(p, chosen)
+		sc, mosaics, missing := f.scene(p, chosen)
+		if missing != "" {
+			reason := missing + "_band_missing"
+			st.Unpaired[reason]++
+			f.log.Info("feed: not paired", "item", p.ID, "reason", reason)
+			continue
+		}
 		if dry != nil {
 			dry(sc)
 			continue
 		}
-		claimed, err := f.ledger.Claim(ctx, sc.ID)
+		// queue first, then record: a feed dying in between queues the
+		// scene again next time, and the message id makes that a no-op
+		if err := f.writeMosaics(mosaics); err != nil {
+			return st, fmt.Errorf("feed: mosaic for %s: %w", sc.ID, err)
+		}
+		dup, err := f.queue(ctx, sc)
 		if err != nil {
+			return st, fmt.Errorf("feed: queue %s: %w", sc.ID, err)
+		}
+		if err := f.ledger.Record(ctx, sc.ID); err != nil {
 			return st, fmt.Errorf("feed: ledger: %w", err)
 		}
-		if !claimed {
+		if dup {
 			st.Already++
 			continue
-		}
-		err = f.writeMosaics(mosaics)
-		if err == nil {
-			err = f.queue(ctx, sc)
-		}
-		if err != nil {
-			if rerr := f.ledger.Release(context.WithoutCancel(ctx), sc.ID); rerr != nil {
-				f.log.Error("feed: ledger release", "scene", sc.ID, "err", rerr)
-			}
-			return st, fmt.Errorf("feed: queue %s: %w", sc.ID, err)
 		}
 		st.Queued++
 		f.log.Info("feed: queued", "scene", sc.ID, "items", itemIDs(chosen))
 	}
-	return st, errors.Join(errs...)
+	return st, nil
 }
 
 func itemIDs(chosen map[mm.Sensor][]ingest.Item) map[string][]string {
@@ -226,10 +237,10 @@ type mosaic struct {
 }
 
 // scene assembles a scene: one Item's asset as it is, several Items' as
-// mosaics (one VRT per band file), best Item on top.
-func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (*mm.Scene, []mosaic) {
-	sc := &mm.Scene{ID: p.SceneID, Acquired: p.Acquired, AOI: f.cfg.AOI, Assets: map[mm.Sensor]mm.Asset{}}
-	var ms []mosaic
+// mosaics (one VRT per band file), best Item on top. missing names the
+// sensor whose Items do not all have the same bands ("" when they do).
+func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (sc *mm.Scene, ms []mosaic, missing string) {
+	sc = &mm.Scene{ID: p.SceneID, Acquired: p.Acquired, AOI: f.cfg.AOI, Assets: map[mm.Sensor]mm.Asset{}}
 	for s, its := range chosen {
 		if len(its) == 1 {
 			sc.Assets[s] = f.signed(its[0].Asset)
@@ -255,7 +266,7 @@ func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (*mm.Sce
 					}
 				}
 				if len(m.hrefs) != len(its) {
-					continue // a band some Items lack is left out of the mosaic
+					return nil, nil, string(s) // a band some Items lack: no mosaic of it
 				}
 				a.Hrefs[band] = m.path
 				ms = append(ms, m)
@@ -263,7 +274,7 @@ func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (*mm.Sce
 		}
 		sc.Assets[s] = a
 	}
-	return sc, ms
+	return sc, ms, ""
 }
 
 func (f *Feed) writeMosaics(ms []mosaic) error {

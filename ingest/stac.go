@@ -89,7 +89,10 @@ func joinPermanent(errs []error) error {
 	return mm.Permanent(errors.Join(errs...))
 }
 
-var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+var (
+	unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+	dotRuns       = regexp.MustCompile(`\.{2,}`)
+)
 
 // ParseSTACItem maps a STAC Item to a scene: NAIP Items by their `image`
 // asset, Sentinel-2 L2A by band-id keys (B02…B12, B8A, SCL) or common-name
@@ -115,8 +118,12 @@ func ParseSTACItem(data []byte) (*mm.Scene, error) {
 		return nil, mm.Permanent(v)
 	}
 	id := unsafeIDChars.ReplaceAllString(it.ID, "_")
+	id = strings.Trim(dotRuns.ReplaceAllString(id, "_"), ".") // no empty NATS subject tokens, no ".."
 	if len(id) > 128 {
-		id = id[:128]
+		id = strings.TrimRight(id[:128], ".")
+	}
+	if id == "" {
+		id = "item"
 	}
 	sc := &mm.Scene{ID: id, Assets: map[mm.Sensor]mm.Asset{}}
 	sc.Acquired = it.acquired()

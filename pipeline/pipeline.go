@@ -158,7 +158,7 @@ func (r *run) scene(ctx context.Context) error {
 	// whole blocks of chips per cutter: each block is warped once
 	cut := r.opts.Cut
 	if cut.Block == 0 {
-		cut.Block = tiles.BlockFor(len(grid.Chips), workers, card.Chip.Inputs[0].Size)
+		cut.Block = tiles.BlockFor(len(grid.Chips), workers, tiles.SmallestInput(card.Chip))
 	}
 	shares := grid.Shares(workers, cut.Block)
 	chips := make(chan mm.Chip, 2*r.scorer.BatchSize())

@@ -277,9 +277,21 @@ func (c *Cutter) cloudFraction(ctx context.Context, id mm.ChipID) (float64, erro
 	return float64(cloud) / float64(valid), nil
 }
 
+// SmallestInput is the smallest input size of a chip spec: it allows the
+// largest blocks, and blocks are ordered and shared by it.
+func SmallestInput(spec mm.ChipSpec) int {
+	size := 0
+	for i, in := range spec.Inputs {
+		if i == 0 || in.Size < size {
+			size = in.Size
+		}
+	}
+	return size
+}
+
 // blockOrder sorts lattice chips by block (stably), off-lattice chips last.
 func (c *Cutter) blockOrder(ids []mm.ChipID) []mm.ChipID {
-	size := c.spec.Inputs[0].Size
+	size := SmallestInput(c.spec)
 	if c.block(size) == 1 {
 		return ids
 	}

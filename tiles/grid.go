@@ -226,7 +226,6 @@ func projectAOI(g orb.Geometry, epsg int) ([]orb.Polygon, error) {
 	return out, nil
 }
 
-// String describes the grid for logs.
 // Shares splits the grid's chips among n cutters by whole blocks of
 // block x block chips (CutOptions.Block), dealt in turn, so that no two
 // cutters warp the same block.
@@ -254,6 +253,7 @@ func (g *Grid) Shares(n, block int) [][]mm.ChipID {
 	return shares
 }
 
+// String describes the grid for logs.
 func (g *Grid) String() string {
 	return fmt.Sprintf("EPSG:%d %dm/%dm %d chips", g.EPSG, g.FootprintM, g.StrideM, len(g.Chips))
 }

@@ -61,6 +61,9 @@ func (c Config) scenes() string                 { return c.Prefix + ".scenes" }
 func (c Config) detections(class string) string { return c.Prefix + ".detections." + class }
 func (c Config) sites(class string) string      { return c.Prefix + ".sites." + class }
 func (c Config) events(scene string) string     { return c.Prefix + ".events." + scene }
+
+// EventSubject is the subject of a scene's events.
+func (c Config) EventSubject(scene string) string { c.defaults(); return c.events(scene) }
 func (c Config) dead() string                   { return c.Prefix + ".dead" }
 
 // Stream and consumer names of the design.

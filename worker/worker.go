@@ -193,6 +193,10 @@ func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 		w.cfg.Observe("publish", time.Since(p0))
 	}
 	switch {
+	case hard.Err() != nil && err != nil && delivery >= uint64(w.cfg.MaxDeliver):
+		// a Nak would still use up the last delivery: the stream would drop
+		// the scene without a word, so it is given up on, with the reason
+		w.giveUp(ctx, msg, sc.ID, delivery, fmt.Errorf("worker shutting down during the scene's last delivery (%d of %d): %w", delivery, w.cfg.MaxDeliver, err))
 	case hard.Err() != nil && err != nil:
 		// shutting down: not the scene's fault; another worker takes it now
 		log.Warn("shutdown: scene handed back unfinished", "err", err)
@@ -304,7 +308,7 @@ func (w *Worker) publishRetry(ctx context.Context, subject string, data []byte, 
 	wait := 250 * time.Millisecond
 	for {
 		_, err := w.js.Publish(ctx, subject, data, jetstream.WithMsgID(id))
-		if err == nil || errors.Is(err, nats.ErrConnectionClosed) || time.Now().After(deadline) {
+		if err == nil || !retryable(err) || time.Now().After(deadline) {
 			return err
 		}
 		w.log.Warn("publish, retrying", "subject", subject, "err", err, "in", wait)
@@ -315,6 +319,14 @@ func (w *Worker) publishRetry(ctx context.Context, subject string, data []byte, 
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// retryable tells the errors a cluster electing a leader or a broker
+// coming back gives from the ones retrying cannot mend (no stream for the
+// subject, a message too large, a closed connection).
+func retryable(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // msgSeq is a message's sequence in its stream (0 when unknown).

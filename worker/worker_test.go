@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -280,5 +281,48 @@ func TestShutdownGrace(t *testing.T) {
 	info, err := cons.Info(ctx)
 	if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
 		t.Errorf("consumer after both workers: %+v, %v", info, err)
+	}
+}
+
+// TestShutdownOnLastDelivery: a scene cut short by shutdown on its last
+// delivery is not naked into oblivion (the stream would not deliver it
+// again) but dead-lettered with the reason.
+func TestShutdownOnLastDelivery(t *testing.T) {
+	js := embedded(t)
+	ctx := context.Background()
+	cfg := Config{AckWait: 30 * time.Second, Grace: 200 * time.Millisecond, MaxDeliver: 1}
+	cons, err := EnsureStreams(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, _ := mm.ParseScene([]byte(`{"id": "last-chance", "assets": {"naip": {"href": "/data/naip.tif"}}}`))
+	if _, err := Enqueue(ctx, js, cfg, sc); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	w := New(js, cons, cfg, func(ctx context.Context, sc *mm.Scene, _ func(int, int)) ([]mm.Detection, []mm.Site, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, nil, ctx.Err()
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- w.Run(runCtx) }()
+	<-started
+	stop()
+	<-done
+	if st := w.Stats(); st.Dead != 1 || st.Released != 0 {
+		t.Fatalf("stats %+v, want one dead letter", st)
+	}
+	dead := messages(t, js, DeadStream, "methanemap.dead")
+	var dl DeadLetter
+	if len(dead) == 1 {
+		json.Unmarshal(dead[0].Data(), &dl)
+	}
+	if dl.Scene != "last-chance" || !strings.Contains(dl.Reason, "last delivery (1 of 1)") {
+		t.Errorf("dead letters %d: %+v", len(dead), dl)
+	}
+	if e := lastEvent(t, js, "last-chance"); e.Event != "failed" || e.Retry {
+		t.Errorf("last event %+v, want failed for good", e)
 	}
 }

@@ -125,7 +125,7 @@ func waitScenes(ctx context.Context, js jetstream.JetStream, ids []string, timeo
 			if !pending[id] {
 				continue
 			}
-			m, err := events.GetLastMsgForSubject(ctx, "methanemap.events."+id)
+			m, err := events.GetLastMsgForSubject(ctx, worker.Config{}.EventSubject(id))
 			if err != nil {
 				continue // not yet, or the server is busy: ask again
 			}

@@ -157,9 +157,6 @@ func newFeed(ctx context.Context, c configs.Feed, sensors []mm.Sensor, js jetstr
 	fc := feed.Config{Sensors: sensors, Collections: map[mm.Sensor][]string{}, BBox: c.BBox, Datetime: c.Datetime, MaxCloud: c.MaxCloud,
 		Pairing:   feed.Pairing{Window: c.PairWindow, S1Window: c.S1Window, MaxCloud: c.MaxCloud},
 		MosaicDir: c.MosaicDir, HrefQuery: strings.TrimPrefix(c.HrefQuery, "?"), Limit: c.Limit}
-	if fc.Datetime == "" {
-		fc.Datetime = time.Now().Add(-30*24*time.Hour).UTC().Format(time.RFC3339) + "/.."
-	}
 	for k, v := range c.Collections {
 		s := mm.Sensor(k)
 		if s != mm.NAIP && s != mm.Sentinel2 && s != mm.Sentinel1 {
@@ -195,9 +192,8 @@ func newFeed(ctx context.Context, c configs.Feed, sensors []mm.Sensor, js jetstr
 			return nil, fmt.Errorf("feed: KV bucket %s: %w", FeedBucket, err)
 		}
 		ledger = kvLedger{kv}
-		queue = func(ctx context.Context, sc *mm.Scene) error {
-			_, err := worker.Enqueue(ctx, js, worker.Config{}, sc)
-			return err
+		queue = func(ctx context.Context, sc *mm.Scene) (bool, error) {
+			return worker.Enqueue(ctx, js, worker.Config{}, sc)
 		}
 	}
 	return feed.New(fc, client, ledger, queue, log), nil
@@ -233,8 +229,7 @@ func feedLoop(ctx context.Context, f *feed.Feed, interval time.Duration, once bo
 	}
 }
 
-// kvLedger keeps the feed's ledger in a NATS KV bucket: Create is atomic,
-// so of two feeds claiming one scene exactly one wins.
+// kvLedger keeps the feed's ledger in a NATS KV bucket, one key per scene.
 type kvLedger struct{ kv jetstream.KeyValue }
 
 func (l kvLedger) Seen(ctx context.Context, id string) (bool, error) {
@@ -245,12 +240,10 @@ func (l kvLedger) Seen(ctx context.Context, id string) (bool, error) {
 	return err == nil, err
 }
 
-func (l kvLedger) Claim(ctx context.Context, id string) (bool, error) {
+func (l kvLedger) Record(ctx context.Context, id string) error {
 	_, err := l.kv.Create(ctx, id, []byte(time.Now().UTC().Format(time.RFC3339)))
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return false, nil
+		return nil
 	}
-	return err == nil, err
+	return err
 }
-
-func (l kvLedger) Release(ctx context.Context, id string) error { return l.kv.Delete(ctx, id) }

@@ -329,7 +329,11 @@ func TestFeedPairsAndQueues(t *testing.T) {
 	queued := 0
 	for _, o := range outs {
 		var q, a int
-		fmt.Sscanf(o[strings.Index(o, "queued "):], "queued %d, already queued %d", &q, &a)
+		i := strings.Index(o, "queued ")
+		if i < 0 {
+			t.Fatalf("a feed printed no summary:\n%s", o)
+		}
+		fmt.Sscanf(o[i:], "queued %d, already queued %d", &q, &a)
 		queued += q
 	}
 	if queued != 2 {

@@ -99,6 +99,7 @@ func (m *metrics) observe(stage string, d time.Duration) {
 
 // write prints every metric; pending comes from the consumer.
 func (m *metrics) write(ctx context.Context, w io.Writer, st worker.Stats, cons jetstream.Consumer) {
+	info, infoErr := cons.Info(ctx) // a network call: not under the lock the workers need
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	counter := func(name, help string, v int) { writeCounter(w, name, help, v) }
@@ -110,7 +111,7 @@ func (m *metrics) write(ctx context.Context, w io.Writer, st worker.Stats, cons 
 	writeCounters(w, "methanemap_chips_skipped_total", "Chips skipped, by reason.", "reason", m.skipped)
 	writeCounters(w, "methanemap_detections_total", "Detections published, by class.", "class", st.Detections)
 	fmt.Fprintf(w, "# HELP methanemap_scenes_in_flight Scenes being processed.\n# TYPE methanemap_scenes_in_flight gauge\nmethanemap_scenes_in_flight %d\n", st.InFlight)
-	if info, err := cons.Info(ctx); err == nil {
+	if infoErr == nil {
 		fmt.Fprintf(w, "# HELP methanemap_consumer_pending Scene jobs waiting in the consumer.\n# TYPE methanemap_consumer_pending gauge\nmethanemap_consumer_pending %d\n", info.NumPending)
 	}
 	counter("methanemap_scenes_released_total", "Scenes handed back unfinished at shutdown.", st.Released)

@@ -174,12 +174,16 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		Description: "Methane-emitting facilities found in NAIP, Sentinel-2 and Sentinel-1 imagery: detections (720 m chips) and sites, live from the detection stream.",
 		Extra:       []oapi.Link{{Href: "/map", Rel: "related", Type: "text/html", Title: "The map of detections and sites"}}})
 	web.Register(mux, store, web.Options{TilesURL: *mapTiles, TilesAttribution: *mapAttribution})
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// requests run on a context cancelled before shutdown, so that open
+	// event streams (the map page's) end instead of holding it up
+	httpCtx, httpStop := context.WithCancel(context.WithoutCancel(ctx))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return httpCtx }}
 	go hs.Serve(ln)
 	log.Info("serving", "model", scorer.Model.Card.ID(), "concurrency", *concurrency)
 	err = w.Run(ctx) // returns when ctx ends, after the scenes in flight
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	httpStop()
 	hs.Shutdown(sctx)
 	log.Info("stopped")
 	return err

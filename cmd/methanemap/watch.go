@@ -97,6 +97,9 @@ func briefLine(data []byte) string {
 	if err != nil {
 		return "unreadable feature: " + err.Error()
 	}
+	if f.Geometry == nil {
+		return fmt.Sprintf("%-32v (no geometry) %v", f.Properties["class"], f.ID)
+	}
 	c := f.Geometry.Bound().Center()
 	score, ok := f.Properties["score"].(float64)
 	if !ok {

@@ -64,7 +64,7 @@ func (c Config) events(scene string) string     { return c.Prefix + ".events." +
 
 // EventSubject is the subject of a scene's events.
 func (c Config) EventSubject(scene string) string { c.defaults(); return c.events(scene) }
-func (c Config) dead() string                   { return c.Prefix + ".dead" }
+func (c Config) dead() string                     { return c.Prefix + ".dead" }
 
 // Stream and consumer names of the design.
 const (

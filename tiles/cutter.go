@@ -47,7 +47,7 @@ type Cutter struct {
 	scl    *ingest.Raster
 	sclIdx int
 	toLL   *ingest.Transformer
-	blocks map[blockKey]*warpedBlock // the last block warped per raster, resampling and size
+	blocks map[blockKey][]*warpedBlock // the last few windows warped per raster, resampling and size
 	col0   int                       // the grid's first column and row: blocks count from there
 	row0   int
 }
@@ -56,9 +56,15 @@ type Cutter struct {
 // of up to blockChips x blockChips chips per raster, each chip then sliced
 // out of it. A warp costs far more to set up than to run, and neighbouring
 // chips read the same source blocks, so this reads each source block once
-// per block of chips instead of once per chip. Chips off the lattice
-// (probes shifted by half a chip) are warped alone.
-const blockPixels = 640 // largest block side in pixels
+// per block of chips instead of once per chip. A chip off the lattice (a
+// probe shifted by half a chip) is warped with the ground one footprint
+// around it, so that the probes around one detection share one warp. With
+// the exact transformation (ingest.Window.WarpSwitches) a pixel does not
+// depend on the window: sliced chips equal chips warped alone.
+const (
+	blockPixels = 640 // largest block side in pixels
+	keepWindows = 4   // windows kept per raster, resampling and size
+)
 
 type blockKey struct {
 	raster     *ingest.Raster
@@ -66,12 +72,28 @@ type blockKey struct {
 	size       int
 }
 
-// warpedBlock is one warped block: Col0, Row0 is its first chip.
+// warpedBlock is one warped window and its values.
 type warpedBlock struct {
-	col0, row0 int
-	chips      int // per side
-	vals       []float32
-	side       int // pixels per side
+	bounds [4]float64 // minX, minY, maxX, maxY in the grid CRS
+	pixel  float64    // pixel size
+	side   int        // pixels per side
+	vals   []float32  // band after band, rows north to south
+}
+
+// offset is where a chip's pixels start in the window, when the window
+// holds the chip on its own pixel grid.
+func (b *warpedBlock) offset(chip [4]float64, pixel float64) (ox, oy int, ok bool) {
+	const eps = 1e-6
+	if math.Abs(pixel-b.pixel) > eps*pixel || chip[0] < b.bounds[0]-eps || chip[2] > b.bounds[2]+eps ||
+		chip[1] < b.bounds[1]-eps || chip[3] > b.bounds[3]+eps {
+		return 0, 0, false
+	}
+	fx, fy := (chip[0]-b.bounds[0])/pixel, (b.bounds[3]-chip[3])/pixel
+	ox, oy = int(math.Round(fx)), int(math.Round(fy))
+	if math.Abs(fx-float64(ox)) > 1e-6 || math.Abs(fy-float64(oy)) > 1e-6 {
+		return 0, 0, false
+	}
+	return ox, oy, true
 }
 
 type inputPlan struct {
@@ -103,7 +125,7 @@ func NewCutter(src *ingest.Source, grid *Grid, spec mm.ChipSpec, opts CutOptions
 	if len(spec.Inputs) == 0 {
 		return nil, fmt.Errorf("tiles: the chip spec has no inputs")
 	}
-	c := &Cutter{src: src, grid: grid, spec: spec, opts: opts, blocks: map[blockKey]*warpedBlock{}}
+	c := &Cutter{src: src, grid: grid, spec: spec, opts: opts, blocks: map[blockKey][]*warpedBlock{}}
 	for i, id := range grid.Chips {
 		if i == 0 || id.Col < c.col0 {
 			c.col0 = id.Col
@@ -357,36 +379,52 @@ func floorDiv(a, b int) int {
 }
 
 // warp returns a chip's warped bands (band after band, rows north to
-// south), cut from its block's warp when the chip is on the lattice.
+// south), sliced from a window warped for its block (a lattice chip) or
+// its neighbourhood (a probe), warped now or kept from an earlier chip.
 func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.ChipID, size int) ([]float32, error) {
 	n := c.block(size)
-	if n == 1 || !c.onLattice(id) {
+	if n == 1 {
 		return r.Warp(ctx, c.Window(id, size), alg)
 	}
 	key := blockKey{r, alg, size}
-	bc, br := c.BlockOf(id, size)
-	bcol, brow := c.col0+bc*n, c.row0+br*n
-	blk := c.blocks[key]
-	if blk == nil || blk.col0 != bcol || blk.row0 != brow {
-		// the block's window: chips bcol..bcol+n-1 west to east, rows
-		// brow..brow+n-1 (rows count northwards, as y does)
-		first := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol, Row: brow}.Bounds()
-		last := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol + n - 1, Row: brow + n - 1}.Bounds()
-		w := ingest.Window{EPSG: c.grid.EPSG, Bounds: [4]float64{first[0], first[1], last[2], last[3]}, Width: n * size, Height: n * size}
-		vals, err := r.Warp(ctx, w, alg)
+	b := id.Bounds()
+	pixel := (b[2] - b[0]) / float64(size)
+	var blk *warpedBlock
+	ox, oy := 0, 0
+	for _, w := range c.blocks[key] {
+		if x, y, ok := w.offset(b, pixel); ok {
+			blk, ox, oy = w, x, y
+			break
+		}
+	}
+	if blk == nil {
+		var win [4]float64
+		side := 0
+		if c.onLattice(id) {
+			// chips bcol..bcol+n-1 west to east, brow..brow+n-1 northwards
+			bc, br := c.BlockOf(id, size)
+			bcol, brow := c.col0+bc*n, c.row0+br*n
+			first := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol, Row: brow}.Bounds()
+			last := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol + n - 1, Row: brow + n - 1}.Bounds()
+			win, side = [4]float64{first[0], first[1], last[2], last[3]}, n*size
+		} else {
+			f := b[2] - b[0] // one footprint on every side
+			win, side = [4]float64{b[0] - f, b[1] - f, b[2] + f, b[3] + f}, 3*size
+		}
+		vals, err := r.Warp(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: side, Height: side}, alg)
 		if err != nil {
 			return nil, err
 		}
-		blk = &warpedBlock{col0: bcol, row0: brow, chips: n, vals: vals, side: n * size}
-		c.blocks[key] = blk
+		blk = &warpedBlock{bounds: win, pixel: pixel, side: side, vals: vals}
+		kept := append([]*warpedBlock{blk}, c.blocks[key]...)
+		c.blocks[key] = kept[:min(len(kept), keepWindows)]
+		ox, oy, _ = blk.offset(b, pixel)
 	}
 	bands := len(blk.vals) / (blk.side * blk.side)
 	out := make([]float32, bands*size*size)
-	ox := (id.Col - bcol) * size
-	oy := (brow + n - 1 - id.Row) * size // the block's top row holds its northernmost chips
-	for b := range bands {
-		src := blk.vals[b*blk.side*blk.side:]
-		dst := out[b*size*size:]
+	for band := range bands {
+		src := blk.vals[band*blk.side*blk.side:]
+		dst := out[band*size*size:]
 		for y := range size {
 			copy(dst[y*size:(y+1)*size], src[(oy+y)*blk.side+ox:(oy+y)*blk.side+ox+size])
 		}

@@ -179,8 +179,9 @@ func TestCutterNeedsTheCardsBands(t *testing.T) {
 
 // TestBlockCutsEqualSingleCuts cuts every chip of the fixture grid one warp
 // per chip and from blocks of 2 x 2 and 3 x 3 chips (block edges falling
-// inside the grid): the chips are the same to the bit, a probe chip off
-// the lattice included, and Grid.Shares deals whole blocks, each chip once.
+// inside the grid): the chips are the same to the bit, the eight probes
+// around a chip (off the lattice, cut from one neighbourhood warp)
+// included, and Grid.Shares deals whole blocks, each chip once.
 func TestBlockCutsEqualSingleCuts(t *testing.T) {
 	res := fixtureScene(t)
 	card := demoCard(t)
@@ -196,8 +197,16 @@ func TestBlockCutsEqualSingleCuts(t *testing.T) {
 		}
 		defer c.Close()
 		out := map[mm.ChipID]mm.Chip{}
-		ids := append(slices.Clone(grid.Chips), mm.ChipID{EPSG: grid.EPSG, Footprint: grid.FootprintM, Stride: grid.FootprintM / 2,
-			Col: grid.Chips[0].Col*2 + 1, Row: grid.Chips[0].Row*2 - 1}) // a probe, off the lattice
+		ids := slices.Clone(grid.Chips)
+		mid := grid.Chips[len(grid.Chips)/2]
+		for dx := -1; dx <= 1; dx++ { // the eight probes around a chip, off the lattice
+			for dy := -1; dy <= 1; dy++ {
+				if dx != 0 || dy != 0 {
+					ids = append(ids, mm.ChipID{EPSG: grid.EPSG, Footprint: grid.FootprintM, Stride: grid.FootprintM / 2,
+						Col: mid.Col*2 + dx, Row: mid.Row*2 + dy})
+				}
+			}
+		}
 		for _, id := range ids {
 			chip, _, err := c.Cut(context.Background(), id)
 			if err != nil {

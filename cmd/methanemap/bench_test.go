@@ -95,6 +95,9 @@ func cutAll(res *fixtures.Result, spec mm.ChipSpec, n int) ([]mm.Chip, error) {
 	if err != nil {
 		return nil, err
 	}
+	// as the pipeline cuts: whole blocks of chips per cutter
+	cut := tiles.CutOptions{Block: tiles.BlockFor(len(grid.Chips), n, tiles.SmallestInput(spec))}
+	shares := grid.Shares(n, cut.Block)
 	parts := make([][]mm.Chip, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -108,17 +111,13 @@ func cutAll(res *fixtures.Result, spec mm.ChipSpec, n int) ([]mm.Chip, error) {
 				return
 			}
 			defer s.Close()
-			c, err := tiles.NewCutter(s, grid, spec, tiles.CutOptions{})
+			c, err := tiles.NewCutter(s, grid, spec, cut)
 			if err != nil {
 				errs[w] = err
 				return
 			}
 			defer c.Close()
-			var ids []mm.ChipID
-			for i := w; i < len(grid.Chips); i += n {
-				ids = append(ids, grid.Chips[i])
-			}
-			_, errs[w] = c.EachOf(context.Background(), ids, func(ch mm.Chip) error { parts[w] = append(parts[w], ch); return nil })
+			_, errs[w] = c.EachOf(context.Background(), shares[w], func(ch mm.Chip) error { parts[w] = append(parts[w], ch); return nil })
 		}()
 	}
 	wg.Wait()

@@ -48,7 +48,7 @@ type Cutter struct {
 	sclIdx int
 	toLL   *ingest.Transformer
 	blocks map[blockKey][]*warpedBlock // the last few windows warped per raster, resampling and size
-	col0   int                       // the grid's first column and row: blocks count from there
+	col0   int                         // the grid's first column and row: blocks count from there
 	row0   int
 }
 

@@ -63,7 +63,7 @@ type Cutter struct {
 // depend on the window: sliced chips equal chips warped alone.
 const (
 	blockPixels = 640 // largest block side in pixels
-	keepWindows = 4   // windows kept per raster, resampling and size
+	keepWindows = 2   // windows kept per raster, resampling and size: a block, a probe neighbourhood
 )
 
 type blockKey struct {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paulmach/orb"
 )
@@ -254,5 +255,29 @@ func TestIntersects(t *testing.T) {
 		if got := intersects(diamond, c.b); got != c.want {
 			t.Errorf("diamond vs %v: %v, want %v", c.b, got, c.want)
 		}
+	}
+}
+
+// TestExpire drops what the stream has aged out: counts, lookups, the
+// spatial index and the extents follow.
+func TestExpire(t *testing.T) {
+	st := NewStore(Detections, Sites)
+	now := time.Now()
+	st.AddAt("detections", square("old/1", "cafo", "s", 10, 10, 0.9, "2020-01-01T00:00:00Z"), now.Add(-48*time.Hour))
+	st.AddAt("detections", square("new/1", "cafo", "s", -93.6, 42, 0.9, "2023-07-15T00:00:00Z"), now)
+	if n := st.Expire(now.Add(-24 * time.Hour)); n != 1 {
+		t.Fatalf("dropped %d, want 1", n)
+	}
+	info, _ := st.Collection("detections")
+	if info.Count != 1 || info.Bound.Min[0] > -93.6 || info.Bound.Max[0] > -93.5 || info.TMin.Year() != 2023 {
+		t.Errorf("after expiry: %+v", info)
+	}
+	if _, ok := st.Feature("detections", "old/1"); ok {
+		t.Error("the old feature is still found by id")
+	}
+	p, _ := st.Query("detections", Query{Limit: 10, BBoxes: []orb.Bound{{Min: orb.Point{9, 9}, Max: orb.Point{11, 11}}}})
+	q, _ := st.Query("detections", Query{Limit: 10, BBoxes: []orb.Bound{{Min: orb.Point{-94, 41}, Max: orb.Point{-93, 43}}}})
+	if p.Matched != 0 || q.Matched != 1 {
+		t.Errorf("bbox queries after expiry: old place %d, new place %d", p.Matched, q.Matched)
 	}
 }

@@ -75,6 +75,7 @@ type entry struct {
 	class string
 	scene []string // scene_id, or a site's scene_ids
 	score float64
+	at    time.Time // when it was published (Expire drops by it)
 }
 
 // collection holds one collection's features in arrival order, with an
@@ -130,9 +131,12 @@ func NewStore(cols ...Collection) *Store {
 	return s
 }
 
-// Add stores a GeoJSON Feature in a collection; a feature with the id of
-// one already there replaces it in place.
-func (s *Store) Add(col string, feature []byte) error {
+// Add stores a GeoJSON Feature in a collection, published now.
+func (s *Store) Add(col string, feature []byte) error { return s.AddAt(col, feature, time.Now()) }
+
+// AddAt stores a GeoJSON Feature published at the given time; a feature
+// with the id of one already there replaces it in place.
+func (s *Store) AddAt(col string, feature []byte, at time.Time) error {
 	f, err := geojson.UnmarshalFeature(feature)
 	if err != nil {
 		return fmt.Errorf("oapi: %s: not a GeoJSON feature: %w", col, err)
@@ -150,7 +154,7 @@ func (s *Store) Add(col string, feature []byte) error {
 		s.mu.Unlock()
 		return fmt.Errorf("oapi: no collection %q", col)
 	}
-	e := &entry{id: id, raw: append(json.RawMessage(nil), feature...), geom: f.Geometry, bound: f.Geometry.Bound()}
+	e := &entry{id: id, raw: append(json.RawMessage(nil), feature...), geom: f.Geometry, bound: f.Geometry.Bound(), at: at}
 	e.class, _ = f.Properties["class"].(string)
 	if v, ok := f.Properties[c.meta.ScoreProperty].(float64); ok {
 		e.score = v
@@ -177,11 +181,33 @@ func (s *Store) Add(col string, feature []byte) error {
 		c.items[i] = e
 		cellsOf(e.bound, func(k cell) { c.grid[k] = append(c.grid[k], i) })
 	} else {
-		i := len(c.items)
-		c.items = append(c.items, e)
-		c.byID[id] = i
-		cellsOf(e.bound, func(k cell) { c.grid[k] = append(c.grid[k], i) })
+		c.insert(e)
 	}
+	c.extend(e)
+	subs := make([]chan Update, 0, len(s.subs))
+	for ch := range s.subs {
+		subs = append(subs, ch)
+	}
+	s.mu.Unlock()
+	for _, ch := range subs {
+		select {
+		case ch <- Update{Collection: col, Feature: e.raw}:
+		default: // a subscriber that does not keep up misses updates, never blocks the store
+		}
+	}
+	return nil
+}
+
+// insert appends an entry and indexes it.
+func (c *collection) insert(e *entry) {
+	i := len(c.items)
+	c.items = append(c.items, e)
+	c.byID[e.id] = i
+	cellsOf(e.bound, func(k cell) { c.grid[k] = append(c.grid[k], i) })
+}
+
+// extend grows the collection's extents by an entry.
+func (c *collection) extend(e *entry) {
 	if c.hasB {
 		c.bound = c.bound.Union(e.bound)
 	} else {
@@ -195,18 +221,34 @@ func (s *Store) Add(col string, feature []byte) error {
 			c.tmax = e.t
 		}
 	}
-	subs := make([]chan Update, 0, len(s.subs))
-	for ch := range s.subs {
-		subs = append(subs, ch)
-	}
-	s.mu.Unlock()
-	for _, ch := range subs {
-		select {
-		case ch <- Update{Collection: col, Feature: e.raw}:
-		default: // a subscriber that does not keep up misses updates, never blocks the store
+}
+
+// Expire drops the features published before the given time (the stream
+// ages them out too), keeping the others in order, and returns how many
+// it dropped.
+func (s *Store) Expire(before time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dropped := 0
+	for _, c := range s.cols {
+		keep := c.items[:0:0]
+		for _, e := range c.items {
+			if e.at.Before(before) {
+				dropped++
+				continue
+			}
+			keep = append(keep, e)
+		}
+		if len(keep) == len(c.items) {
+			continue
+		}
+		*c = collection{meta: c.meta, byID: map[string]int{}, grid: map[cell][]int{}}
+		for _, e := range keep {
+			c.insert(e)
+			c.extend(e)
 		}
 	}
-	return nil
+	return dropped
 }
 
 func remove(s []int, v int) []int {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/methanemap/methanemap/oapi"
 	"github.com/methanemap/methanemap/worker"
@@ -20,7 +21,9 @@ type follower struct {
 
 // follow starts replaying METHANEMAP_DETECTIONS from its first message
 // (an ordered consumer: it resumes by itself after a broker restart).
-func follow(ctx context.Context, js jetstream.JetStream, st *oapi.Store, log *slog.Logger) (*follower, error) {
+// Features older than maxAge (the stream's own limit) are dropped from the
+// store every few minutes, as the stream drops them.
+func follow(ctx context.Context, js jetstream.JetStream, st *oapi.Store, maxAge time.Duration, log *slog.Logger) (*follower, error) {
 	f := &follower{caughtUp: make(chan struct{})}
 	s, err := js.Stream(ctx, worker.DetectionsStream)
 	if err != nil {
@@ -42,10 +45,15 @@ func follow(ctx context.Context, js jetstream.JetStream, st *oapi.Store, log *sl
 		if strings.Contains(msg.Subject(), ".sites.") {
 			col = oapi.Sites.ID
 		}
-		if err := st.Add(col, msg.Data()); err != nil {
+		at := time.Now()
+		meta, merr := msg.Metadata()
+		if merr == nil {
+			at = meta.Timestamp
+		}
+		if err := st.AddAt(col, msg.Data(), at); err != nil {
 			log.Warn("OGC API store: feature skipped", "subject", msg.Subject(), "err", err)
 		}
-		if meta, err := msg.Metadata(); err == nil && meta.NumPending == 0 {
+		if merr == nil && meta.NumPending == 0 {
 			f.done()
 		}
 	})
@@ -53,8 +61,19 @@ func follow(ctx context.Context, js jetstream.JetStream, st *oapi.Store, log *sl
 		return nil, err
 	}
 	go func() {
-		<-ctx.Done()
-		cc.Stop()
+		sweep := time.NewTicker(5 * time.Minute)
+		defer sweep.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				cc.Stop()
+				return
+			case <-sweep.C:
+				if n := st.Expire(time.Now().Add(-maxAge)); n > 0 {
+					log.Info("OGC API store: features aged out of the stream dropped", "features", n)
+				}
+			}
+		}
 	}()
 	return f, nil
 }

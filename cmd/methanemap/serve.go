@@ -102,7 +102,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	// the OGC API serves what the detections stream holds: replay, then follow
 	store := oapi.NewStore(oapi.Detections, oapi.Sites)
-	fol, err := follow(ctx, js, store, log)
+	fol, err := follow(ctx, js, store, *maxAge, log)
 	if err != nil {
 		return fmt.Errorf("serve: following %s: %w", worker.DetectionsStream, err)
 	}

@@ -172,8 +172,8 @@ func TestClusterScaleOut(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if i == 600 {
-			t.Fatalf("the workers did not create the consumer: %v\n%s", err, dump())
+		if i == 1800 { // serve retries stream creation for 2 minutes while the cluster elects leaders
+			t.Fatalf("the workers did not create the consumer in 3 minutes: %v\n%s", err, dump())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -3,7 +3,6 @@ package model
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -63,14 +62,7 @@ func BenchmarkInference(b *testing.B) {
 // 720 x 720 chips of the demo card's 18 bands) with random weights through
 // training/train.py and runs it on ONNX Runtime, the only backend that can.
 func BenchmarkDenseNet121(b *testing.B) {
-	dir := b.TempDir()
-	root := testenv.Root()
-	cmd := exec.Command("/usr/bin/python3", filepath.Join(root, "training", "train.py"), "--data", dir,
-		"--card", filepath.Join(root, "models", "demo", "model.yaml"), "--out", dir,
-		"--arch", "densenet121", "--size", "720", "--random-weights")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("train.py --arch densenet121: %v\n%s", err, out)
-	}
+	dir := testenv.DenseNet121(b, b.TempDir())
 	m, err := Load(dir)
 	if err != nil {
 		b.Fatal(err)

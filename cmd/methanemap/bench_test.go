@@ -41,44 +41,53 @@ func BenchmarkScore10km(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer scorer.Close()
-	var cutT, inferT, e2eT time.Duration
-	var chips int
-	var km2 float64
+	var st stageTimes
 	for i := range b.N {
-		// chip building alone, with as many cutters as score uses
-		t0 := time.Now()
-		cut, err := cutAll(res, m.Card.Chip, runtime.NumCPU())
-		if err != nil {
-			b.Fatal(err)
-		}
-		cutT += time.Since(t0)
-		// inference alone, on the same chips
-		t0 = time.Now()
-		if _, err := scorer.Score(context.Background(), cut); err != nil {
-			b.Fatal(err)
-		}
-		inferT += time.Since(t0)
-		// end to end
-		out := filepath.Join(dir, "det.geojson")
-		os.Remove(out)
-		var stdout, stderr bytes.Buffer
-		t0 = time.Now()
-		if code := run(context.Background(), []string{"score", "--scene", res.SceneFile, "-o", out, "--quiet"}, &stdout, &stderr); code != 0 {
-			b.Fatalf("score: %s", stderr.String())
-		}
-		e2eT += time.Since(t0)
-		if i == 0 {
-			chips = len(cut)
-			km2 = float64(len(cut)) * 0.72 * 0.72
-			b.Logf("%d chips; %s", len(cut), bytes.TrimSpace(stdout.Bytes()))
-		}
+		st.measure(b, i, res, m.Card.Chip, scorer, "score", "--scene", res.SceneFile, "--quiet")
 	}
+	cutT, inferT, e2eT, chips := st.cut, st.infer, st.e2e, st.chips
+	km2 := float64(chips) * 0.72 * 0.72
 	n := float64(chips * b.N)
 	b.ReportMetric(n/cutT.Seconds(), "cut-chips/s")
 	b.ReportMetric(n/inferT.Seconds(), "infer-chips/s")
 	b.ReportMetric(n/e2eT.Seconds(), "e2e-chips/s")
 	b.ReportMetric(km2*float64(b.N)/e2eT.Hours(), "e2e-km2/h")
 	b.ReportMetric(e2eT.Seconds()/max(cutT.Seconds(), inferT.Seconds()), "e2e/slower-stage")
+}
+
+// stageTimes adds up, over a benchmark's iterations, the time of chip
+// building alone, of inference alone on the same chips, and of the
+// command run end to end (its -o output is added here).
+type stageTimes struct {
+	cut, infer, e2e time.Duration
+	chips           int // per iteration
+}
+
+func (st *stageTimes) measure(b *testing.B, i int, res *fixtures.Result, spec mm.ChipSpec, scorer *model.Scorer, args ...string) {
+	b.Helper()
+	t0 := time.Now() // chip building alone, with as many cutters as score uses
+	cut, err := cutAll(res, spec, runtime.NumCPU())
+	if err != nil {
+		b.Fatal(err)
+	}
+	st.cut += time.Since(t0)
+	t0 = time.Now() // inference alone, on the same chips
+	if _, err := scorer.Score(context.Background(), cut); err != nil {
+		b.Fatal(err)
+	}
+	st.infer += time.Since(t0)
+	out := filepath.Join(filepath.Dir(res.SceneFile), "det.geojson")
+	os.Remove(out)
+	var stdout, stderr bytes.Buffer
+	t0 = time.Now() // end to end
+	if code := run(context.Background(), append(args, "-o", out), &stdout, &stderr); code != 0 {
+		b.Fatalf("%s: %s", args[0], stderr.String())
+	}
+	st.e2e += time.Since(t0)
+	if i == 0 {
+		st.chips = len(cut)
+		b.Logf("%d chips of %d px; %s", len(cut), spec.Inputs[0].Size, bytes.TrimSpace(stdout.Bytes()))
+	}
 }
 
 // cutAll cuts every chip of a scene with n goroutines, each on its own
@@ -218,14 +227,7 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 // says how much of the time the rest of the pipeline adds.
 func BenchmarkDenseNetScore(b *testing.B) {
 	dir := b.TempDir()
-	root := testenv.Root()
-	mdir := filepath.Join(dir, "densenet")
-	cmd := exec.Command("/usr/bin/python3", filepath.Join(root, "training", "train.py"), "--data", dir,
-		"--card", filepath.Join(root, "models", "demo", "model.yaml"), "--out", mdir,
-		"--arch", "densenet121", "--size", "720", "--random-weights")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("train.py --arch densenet121: %v\n%s", err, out)
-	}
+	mdir := testenv.DenseNet121(b, filepath.Join(dir, "densenet"))
 	res, err := fixtures.Write(filepath.Join(dir, "scene"), fixtures.Options{SizeKM: 3})
 	if err != nil {
 		b.Fatal(err)
@@ -239,32 +241,12 @@ func BenchmarkDenseNetScore(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer scorer.Close()
-	var inferT, e2eT time.Duration
-	var chips int
+	var st stageTimes
 	for i := range b.N {
-		cut, err := cutAll(res, m.Card.Chip, runtime.NumCPU())
-		if err != nil {
-			b.Fatal(err)
-		}
-		t0 := time.Now()
-		if _, err := scorer.Score(context.Background(), cut); err != nil {
-			b.Fatal(err)
-		}
-		inferT += time.Since(t0)
-		out := filepath.Join(dir, "det.geojson")
-		os.Remove(out)
-		var stdout, stderr bytes.Buffer
-		t0 = time.Now()
-		if code := run(context.Background(), []string{"score", "--scene", res.SceneFile, "--model", mdir, "--backend", "onnxruntime",
-			"--batch", "4", "--no-probes", "-o", out, "--quiet"}, &stdout, &stderr); code != 0 {
-			b.Fatalf("score: %s", stderr.String())
-		}
-		e2eT += time.Since(t0)
-		if i == 0 {
-			chips = len(cut)
-			b.Logf("%d chips of 720 x 720; %s", len(cut), bytes.TrimSpace(stdout.Bytes()))
-		}
+		st.measure(b, i, res, m.Card.Chip, scorer, "score", "--scene", res.SceneFile, "--model", mdir, "--backend", "onnxruntime",
+			"--batch", "4", "--no-probes", "--quiet")
 	}
+	inferT, e2eT, chips := st.infer, st.e2e, st.chips
 	n := float64(chips * b.N)
 	b.ReportMetric(n/inferT.Seconds(), "infer-chips/s")
 	b.ReportMetric(n/e2eT.Seconds(), "e2e-chips/s")

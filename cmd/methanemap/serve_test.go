@@ -595,3 +595,29 @@ func TestRefusedHrefs(t *testing.T) {
 		t.Errorf("the server outside the allowed prefix got %d requests", n)
 	}
 }
+
+// detectionsOnce reads every detection on the stream, fails the test for
+// an id that is there more than once, and returns the ids by scene.
+func detectionsOnce(t *testing.T, js jetstream.JetStream) map[string][]string {
+	t.Helper()
+	seen := map[string]int{}
+	byScene := map[string][]string{}
+	for _, data := range readAll(t, js, worker.DetectionsStream, "methanemap.detections.>") {
+		var f struct {
+			ID         string `json:"id"`
+			Properties struct {
+				Scene string `json:"scene_id"`
+			} `json:"properties"`
+		}
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatalf("not a detection on the stream: %v", err)
+		}
+		if seen[f.ID]++; seen[f.ID] == 2 {
+			t.Errorf("detection %s is on the stream more than once", f.ID)
+		}
+		if seen[f.ID] == 1 {
+			byScene[f.Properties.Scene] = append(byScene[f.Properties.Scene], f.ID)
+		}
+	}
+	return byScene
+}

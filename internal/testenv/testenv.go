@@ -58,3 +58,18 @@ func Run(t testing.TB, stdin string, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// DenseNet121 exports METER-ML's architecture (DenseNet-121 on 720 x 720
+// chips of the demo card's bands) with random weights into dir through
+// training/train.py, and returns dir: a model directory for model.Load.
+func DenseNet121(t testing.TB, dir string) string {
+	t.Helper()
+	root := Root()
+	cmd := exec.Command("/usr/bin/python3", filepath.Join(root, "training", "train.py"), "--data", dir,
+		"--card", filepath.Join(root, "models", "demo", "model.yaml"), "--out", dir,
+		"--arch", "densenet121", "--size", "720", "--random-weights")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("train.py --arch densenet121: %v\n%s", err, out)
+	}
+	return dir
+}

@@ -44,10 +44,25 @@ func (w Window) WarpSwitches(resampling string) []string {
 	}
 }
 
+// warpMemoryMB is the most memory (MiB) one warp chunk's buffers take
+// (gdalwarp -wm; GDAL's default is 64). It does not change the values,
+// only how GDAL splits a large window into chunks. Kept under glibc's
+// largest mmap threshold (32 MiB), freed chunk buffers are reused by the
+// next warp instead of being unmapped and their pages faulted in anew:
+// on a 20 km scene, 7.1 s of the cut's 29 s was the kernel clearing
+// pages at 64; at 16 that fell to 0.6 s and the peak memory by ~75 MiB.
+const warpMemoryMB = 16
+
 // Warp reprojects and resamples every band of the raster onto the window and
 // returns the values band after band (channels first, rows north to south).
 // Pixels without data (the source's nodata or outside the raster) are NaN.
 func (r *Raster) Warp(ctx context.Context, w Window, resampling string) ([]float32, error) {
+	return r.WarpInto(ctx, w, resampling, nil)
+}
+
+// WarpInto is Warp writing into buf when it has the capacity (else into a
+// new slice); it returns the values.
+func (r *Raster) WarpInto(ctx context.Context, w Window, resampling string, buf []float32) ([]float32, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -55,13 +70,22 @@ func (r *Raster) Warp(ctx context.Context, w Window, resampling string) ([]float
 		return nil, fmt.Errorf("ingest: warp %s: empty window %dx%d", describe(r.Href), w.Width, w.Height)
 	}
 	ec := &errCollector{remote: r.remote}
-	sw := append([]string{"-of", "MEM"}, w.WarpSwitches(resampling)...)
+	sw := append([]string{"-of", "MEM", "-wm", strconv.Itoa(warpMemoryMB)}, w.WarpSwitches(resampling)...)
 	out, err := r.ds.Warp("", sw, godal.ErrLogger(ec.handler()))
 	if err != nil {
 		return nil, ec.wrap(fmt.Sprintf("ingest: warp %s (%s)", r.Field, describe(r.Href)), err)
 	}
-	defer out.Close()
-	buf := make([]float32, len(r.Bands)*w.Width*w.Height)
+	n := len(r.Bands) * w.Width * w.Height
+	defer func() {
+		out.Close()
+		if n*4 >= trimAfter {
+			releaseFreeMemory()
+		}
+	}()
+	if cap(buf) < n {
+		buf = make([]float32, n)
+	}
+	buf = buf[:n]
 	if err := out.Read(0, 0, buf, w.Width, w.Height, godal.BandInterleaved(), godal.ErrLogger(ec.handler())); err != nil {
 		return nil, ec.wrap(fmt.Sprintf("ingest: read warped %s", describe(r.Href)), err)
 	}

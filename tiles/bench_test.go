@@ -13,13 +13,14 @@ import (
 
 	"github.com/airbusgeo/godal"
 	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/configs"
 	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/paulmach/orb"
 )
 
 // benchScene writes (once per run) a fixture scene of size km.
-func benchScene(b *testing.B, km float64) *fixtures.Result {
+func benchScene(b testing.TB, km float64) *fixtures.Result {
 	b.Helper()
 	dir := filepath.Join(tmpRoot, fmt.Sprintf("bench-%gkm", km))
 	res, err := fixtures.Write(dir, fixtures.Options{SizeKM: km})
@@ -180,8 +181,8 @@ func TestChipMemoryChild(t *testing.T) {
 	if scene == "" {
 		t.Skip("run by BenchmarkChipMemory")
 	}
-	// as the CLI does by default (configs.Default().Ingest.GDALCacheMB)
-	if err := ingest.SetCacheMax(256); err != nil {
+	// as the CLI does by default
+	if err := ingest.SetCacheMax(configs.Default().Ingest.GDALCacheMB); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(scene)

@@ -63,13 +63,14 @@ type Cutter struct {
 // depend on the window: sliced chips equal chips warped alone.
 const (
 	blockPixels = 640 // largest block side in pixels
-	keepWindows = 2   // windows kept per raster, resampling and size: a block, a probe neighbourhood
+	keepWindows = 1   // windows kept per raster, resampling, size and kind (lattice block or probe neighbourhood)
 )
 
 type blockKey struct {
 	raster     *ingest.Raster
 	resampling string
 	size       int
+	probe      bool // a probe's neighbourhood, not a lattice block
 }
 
 // warpedBlock is one warped window and its values.
@@ -386,7 +387,7 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 	if n == 1 {
 		return r.Warp(ctx, c.Window(id, size), alg)
 	}
-	key := blockKey{r, alg, size}
+	key := blockKey{r, alg, size, !c.onLattice(id)}
 	b := id.Bounds()
 	pixel := (b[2] - b[0]) / float64(size)
 	var blk *warpedBlock
@@ -411,13 +412,20 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 			f := b[2] - b[0] // one footprint on every side
 			win, side = [4]float64{b[0] - f, b[1] - f, b[2] + f, b[3] + f}, 3*size
 		}
-		vals, err := r.Warp(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: side, Height: side}, alg)
+		// the window warped longest ago gives up its buffer (a window per
+		// block would otherwise be garbage, and the heap grow with the scene)
+		kept := c.blocks[key]
+		var reuse []float32
+		if len(kept) == keepWindows {
+			reuse, kept = kept[len(kept)-1].vals, kept[:len(kept)-1]
+			c.blocks[key] = kept
+		}
+		vals, err := r.WarpInto(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: side, Height: side}, alg, reuse)
 		if err != nil {
 			return nil, err
 		}
 		blk = &warpedBlock{bounds: win, pixel: pixel, side: side, vals: vals}
-		kept := append([]*warpedBlock{blk}, c.blocks[key]...)
-		c.blocks[key] = kept[:min(len(kept), keepWindows)]
+		c.blocks[key] = append([]*warpedBlock{blk}, kept...)
 		ox, oy, _ = blk.offset(b, pixel)
 	}
 	bands := len(blk.vals) / (blk.side * blk.side)

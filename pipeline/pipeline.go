@@ -51,7 +51,7 @@ type Stages struct {
 	Open  time.Duration // opening and validating the rasters, laying the grid
 	Cut   time.Duration // building chips (all cutters)
 	Infer time.Duration // the scorer, grid chips and probes
-	Probe time.Duration // the probe stage, cutting and scoring (wall)
+	Probe time.Duration // cutting probe chips (all cutters; their scoring is in Infer)
 	Total time.Duration // the whole scene (wall)
 }
 
@@ -138,9 +138,19 @@ func Sensors(sc *mm.Scene, card *model.Card) []mm.Sensor {
 	return sensors
 }
 
+// item is a chip on its way to the scorer, or a cutter's word that its
+// share of the grid is cut.
+type item struct {
+	chip      mm.Chip
+	probe     bool // an off-lattice chip around a detection
+	shareDone bool
+}
+
 // scene cuts a scene's chips on several goroutines (each with its own
 // opened rasters: GDAL datasets belong to one goroutine) while the scorer
-// works through batches on another.
+// works through batches on another. Probes are cut by the same goroutines:
+// each detection's probes are queued as soon as it is found, and a cutter
+// whose share of the grid is done cuts them while the others finish theirs.
 func (r *run) scene(ctx context.Context) error {
 	sc, card := r.sc, r.card
 	sensors := Sensors(sc, card)
@@ -161,7 +171,8 @@ func (r *run) scene(ctx context.Context) error {
 		cut.Block = tiles.BlockFor(len(grid.Chips), workers, tiles.SmallestInput(card.Chip))
 	}
 	shares := grid.Shares(workers, cut.Block)
-	chips := make(chan mm.Chip, 2*r.scorer.BatchSize())
+	probes := newProbes(ctx, grid, !r.opts.NoProbes && grid.StrideM*2 > grid.FootprintM)
+	items := make(chan item, 2*r.scorer.BatchSize())
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -180,45 +191,73 @@ func (r *run) scene(ctx context.Context) error {
 			if w > 0 {
 				defer wsrc.Close()
 			}
-			errs <- r.cutShare(ctx, wsrc, grid, share, cut, chips, &mu)
+			err := r.cutShare(ctx, wsrc, grid, share, cut, probes, items, &mu)
+			if err != nil {
+				cancel() // the scorer and the other cutters stop too
+			}
+			errs <- err
 		}()
 	}
 	go func() {
 		wg.Wait()
-		close(chips)
+		close(items)
 	}()
 	if err != nil { // a worker's scene did not open
-		for range chips {
+		for range items {
 		}
 		return err
 	}
-	batch := make([]mm.Chip, 0, r.scorer.BatchSize())
+	batch := make([]item, 0, r.scorer.BatchSize())
+	chips := make([]mm.Chip, 0, r.scorer.BatchSize())
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
+		chips = chips[:0]
+		for _, it := range batch {
+			chips = append(chips, it.chip)
+		}
 		t0 := time.Now()
-		scores, err := r.scorer.Score(ctx, batch)
+		scores, err := r.scorer.Score(ctx, chips)
 		if err != nil {
 			return err
 		}
 		r.res.Stages.Infer += time.Since(t0)
-		r.detect(batch, scores)
-		r.res.Scored += len(batch)
-		r.progress.Tick(len(batch))
+		lattice := 0
+		for i, it := range batch {
+			if it.probe {
+				probes.scored(it.chip, scores[i])
+				continue
+			}
+			for _, d := range r.detect(it.chip, scores[i]) {
+				probes.around(d)
+			}
+			lattice++
+		}
+		r.res.Scored += lattice
+		r.progress.Tick(lattice)
 		batch = batch[:0]
 		return nil
 	}
 	var scoreErr error
-	for c := range chips {
+	done := 0 // cutters whose share is cut
+	for it := range items {
 		if scoreErr != nil {
 			continue // drain: the cutters stop on the cancelled context
 		}
-		batch = append(batch, c)
-		if len(batch) == cap(batch) {
-			if scoreErr = flush(); scoreErr != nil {
-				cancel()
+		if it.shareDone {
+			if done++; done == workers {
+				// every grid chip is here: once they are scored, every
+				// probe wanted is known
+				if scoreErr = flush(); scoreErr == nil {
+					probes.close()
+				}
 			}
+		} else if batch = append(batch, it); len(batch) == cap(batch) {
+			scoreErr = flush()
+		}
+		if scoreErr != nil {
+			cancel()
 		}
 	}
 	if scoreErr != nil {
@@ -232,74 +271,124 @@ func (r *run) scene(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	t0 = time.Now()
-	err = r.probe(ctx, src, grid)
-	r.res.Stages.Probe = time.Since(t0)
-	return err
+	r.res.Probes = probes.result(sc.ID, r.thresholdOf)
+	return nil
 }
 
-// probe places this scene's sites better: around each chip detected here
-// it scores the eight chips shifted by half a footprint, and keeps those
-// at or above the class's threshold as probes of that detection.
-func (r *run) probe(ctx context.Context, src *ingest.Source, grid *tiles.Grid) error {
-	sc := r.sc
-	if r.opts.NoProbes || grid.StrideM*2 <= grid.FootprintM {
-		return nil // chips already overlap by half: nothing finer to add
+// probes tracks, for one scene, the chips shifted by half a footprint
+// around each detection: which are wanted by which detections, the queue
+// of those still to cut, and their scores. Only the scorer's goroutine
+// calls around, scored and result; cutters call next.
+type probes struct {
+	on     bool
+	half   int
+	fp     int
+	wanted map[mm.ChipID][]want
+	order  []mm.ChipID // in the order first wanted
+	scores map[mm.ChipID]probeScore
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  [][]mm.ChipID // a detection's new probes per entry
+	closed bool         // nothing more will be queued
+}
+
+type want struct {
+	parent string
+	class  mm.Class
+}
+
+type probeScore struct {
+	scores    mm.Scores
+	footprint orb.Polygon
+}
+
+func newProbes(ctx context.Context, grid *tiles.Grid, on bool) *probes {
+	p := &probes{on: on, half: grid.FootprintM / 2, fp: grid.FootprintM,
+		wanted: map[mm.ChipID][]want{}, scores: map[mm.ChipID]probeScore{}}
+	p.cond = sync.NewCond(&p.mu)
+	if !on {
+		p.closed = true
 	}
-	half := grid.FootprintM / 2
-	type want struct {
-		parent string
-		class  mm.Class
+	context.AfterFunc(ctx, p.close) // a cancelled run wakes waiting cutters
+	return p
+}
+
+// around queues the eight chips shifted by half a footprint around a
+// detection (those no other detection wanted already).
+func (p *probes) around(d mm.Detection) {
+	if !p.on {
+		return
 	}
-	wanted := map[mm.ChipID][]want{}
-	var ids []mm.ChipID
-	for _, d := range r.res.Detections {
-		if d.SceneID != sc.ID {
-			continue
+	b := d.ChipID.Bounds()
+	var fresh []mm.ChipID
+	for dx := -1; dx <= 1; dx++ {
+		for dy := -1; dy <= 1; dy++ {
+			if dx == 0 && dy == 0 {
+				continue
+			}
+			id := mm.ChipID{EPSG: d.ChipID.EPSG, Footprint: p.fp, Stride: p.half,
+				Col: int(b[0])/p.half + dx, Row: int(b[1])/p.half + dy}
+			if _, ok := p.wanted[id]; !ok {
+				fresh = append(fresh, id)
+				p.order = append(p.order, id)
+			}
+			p.wanted[id] = append(p.wanted[id], want{d.ID, d.Class})
 		}
-		b := d.ChipID.Bounds()
-		for dx := -1; dx <= 1; dx++ {
-			for dy := -1; dy <= 1; dy++ {
-				if dx == 0 && dy == 0 {
-					continue
-				}
-				id := mm.ChipID{EPSG: d.ChipID.EPSG, Footprint: grid.FootprintM, Stride: half,
-					Col: int(b[0])/half + dx, Row: int(b[1])/half + dy}
-				if _, ok := wanted[id]; !ok {
-					ids = append(ids, id)
-				}
-				wanted[id] = append(wanted[id], want{d.ID, d.Class})
+	}
+	if len(fresh) > 0 {
+		p.mu.Lock()
+		p.queue = append(p.queue, fresh)
+		p.mu.Unlock()
+		p.cond.Signal()
+	}
+}
+
+// close says no more probes will be queued.
+func (p *probes) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+// next waits for a detection's probes to cut; false when there will be
+// no more.
+func (p *probes) next() ([]mm.ChipID, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.queue) == 0 && !p.closed {
+		p.cond.Wait()
+	}
+	if len(p.queue) == 0 {
+		return nil, false
+	}
+	ids := p.queue[0]
+	p.queue = p.queue[1:]
+	return ids, true
+}
+
+func (p *probes) scored(c mm.Chip, s mm.Scores) {
+	p.scores[c.ID] = probeScore{s, c.Footprint}
+}
+
+// result is every probe scoring at or above its detection's class
+// threshold, in the order the probes were first wanted.
+func (p *probes) result(scene string, threshold func(mm.Class) float64) []publisher.Probe {
+	var out []publisher.Probe
+	for _, id := range p.order {
+		ps, ok := p.scores[id]
+		if !ok {
+			continue // skipped (no data, cloud)
+		}
+		for _, w := range p.wanted[id] {
+			if s := ps.scores[w.class.Index()]; s >= threshold(w.class) {
+				out = append(out, publisher.Probe{Parent: w.parent, Detection: mm.Detection{
+					Class: w.class, Score: s, SceneID: scene, ChipID: id, Footprint: ps.footprint}})
 			}
 		}
 	}
-	if len(ids) == 0 {
-		return nil
-	}
-	cutter, err := tiles.NewCutter(src, grid, r.card.Chip, r.opts.Cut)
-	if err != nil {
-		return err
-	}
-	defer cutter.Close()
-	var chips []mm.Chip
-	if _, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error { chips = append(chips, c); return nil }); err != nil {
-		return err
-	}
-	t0 := time.Now()
-	scores, err := r.scorer.Score(ctx, chips)
-	if err != nil {
-		return err
-	}
-	r.res.Stages.Infer += time.Since(t0)
-	for i, c := range chips {
-		for _, w := range wanted[c.ID] {
-			k := w.class.Index()
-			if s := scores[i][k]; s >= r.thresholdOf(w.class) {
-				r.res.Probes = append(r.res.Probes, publisher.Probe{Parent: w.parent, Detection: mm.Detection{
-					Class: w.class, Score: s, SceneID: sc.ID, ChipID: c.ID, Footprint: c.Footprint}})
-			}
-		}
-	}
-	return nil
+	return out
 }
 
 func (r *run) thresholdOf(c mm.Class) float64 {
@@ -309,26 +398,28 @@ func (r *run) thresholdOf(c mm.Class) float64 {
 	return r.card.Threshold(c)
 }
 
-// cutShare is one cutting worker: it cuts its share of the grid from its own
-// opened scene and sends the chips to score.
-func (r *run) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid, ids []mm.ChipID, cut tiles.CutOptions, out chan<- mm.Chip, mu *sync.Mutex) error {
+// cutShare is one cutting worker: it cuts its share of the grid from its
+// own opened scene and sends the chips to score, then cuts probes until
+// there are no more.
+func (r *run) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid, ids []mm.ChipID, cut tiles.CutOptions, probes *probes, out chan<- item, mu *sync.Mutex) error {
 	cutter, err := tiles.NewCutter(src, grid, r.card.Chip, cut)
 	if err != nil {
 		return err
 	}
 	defer cutter.Close()
 	var waited time.Duration // blocked on the scorer, not cutting
-	t0 := time.Now()
-	st, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error {
+	send := func(it item) error {
 		w0 := time.Now()
 		defer func() { waited += time.Since(w0) }()
 		select {
-		case out <- c:
+		case out <- it:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	})
+	}
+	t0 := time.Now()
+	st, err := cutter.EachOf(ctx, ids, func(c mm.Chip) error { return send(item{chip: c}) })
 	busy := time.Since(t0) - waited
 	mu.Lock()
 	r.res.Stages.Cut += busy
@@ -339,25 +430,48 @@ func (r *run) cutShare(ctx context.Context, src *ingest.Source, grid *tiles.Grid
 	for _, v := range st.Skipped {
 		r.progress.Tick(v)
 	}
-	return err
-}
-
-// detect keeps, for each chip, every class scoring at or above its threshold.
-func (r *run) detect(chips []mm.Chip, scores []mm.Scores) {
-	sc := r.sc
-	now := time.Now().UTC()
-	for i, c := range chips {
-		for k, class := range mm.Classes {
-			if s := scores[i][k]; s >= r.thresholdOf(class) && hasClass(r.card, class) {
-				r.res.Detections = append(r.res.Detections, mm.Detection{
-					ID: mm.DetectionID(sc.ID, c.ID, class), Class: class, Score: s, Scores: scores[i],
-					SceneID: sc.ID, ChipID: c.ID, Acquired: sc.Acquired, Model: r.card.ID(),
-					Sensors: c.Sensors, ValidFraction: c.ValidFraction, CloudFraction: c.CloudFraction,
-					DetectedAt: now, Footprint: c.Footprint,
-				})
-			}
+	if err == nil {
+		err = send(item{shareDone: true})
+	}
+	if err != nil {
+		return err
+	}
+	// probes; a skipped probe is not counted
+	waited, t0 = 0, time.Now()
+	defer func() {
+		mu.Lock()
+		r.res.Stages.Probe += time.Since(t0) - waited
+		mu.Unlock()
+	}()
+	for {
+		w0 := time.Now()
+		group, ok := probes.next()
+		waited += time.Since(w0)
+		if !ok {
+			return ctx.Err()
+		}
+		if _, err := cutter.EachOf(ctx, group, func(c mm.Chip) error { return send(item{chip: c, probe: true}) }); err != nil {
+			return err
 		}
 	}
+}
+
+// detect keeps every class of a chip scoring at or above its threshold,
+// and returns the chip's new detections.
+func (r *run) detect(c mm.Chip, scores mm.Scores) []mm.Detection {
+	sc := r.sc
+	n := len(r.res.Detections)
+	for k, class := range mm.Classes {
+		if s := scores[k]; s >= r.thresholdOf(class) && hasClass(r.card, class) {
+			r.res.Detections = append(r.res.Detections, mm.Detection{
+				ID: mm.DetectionID(sc.ID, c.ID, class), Class: class, Score: s, Scores: scores,
+				SceneID: sc.ID, ChipID: c.ID, Acquired: sc.Acquired, Model: r.card.ID(),
+				Sensors: c.Sensors, ValidFraction: c.ValidFraction, CloudFraction: c.CloudFraction,
+				DetectedAt: time.Now().UTC(), Footprint: c.Footprint,
+			})
+		}
+	}
+	return r.res.Detections[n:]
 }
 
 func hasClass(card *model.Card, c mm.Class) bool {

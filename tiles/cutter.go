@@ -48,6 +48,7 @@ type Cutter struct {
 	sclIdx int
 	toLL   *ingest.Transformer
 	blocks map[blockKey][]*warpedBlock // the last few windows warped per raster, resampling and size
+	near   map[mm.ChipID][4]float64    // EachOf's groups of nearby off-lattice chips: the window each shares
 	col0   int                         // the grid's first column and row: blocks count from there
 	row0   int
 }
@@ -56,9 +57,11 @@ type Cutter struct {
 // of up to blockChips x blockChips chips per raster, each chip then sliced
 // out of it. A warp costs far more to set up than to run, and neighbouring
 // chips read the same source blocks, so this reads each source block once
-// per block of chips instead of once per chip. A chip off the lattice (a
-// probe shifted by half a chip) is warped with the ground one footprint
-// around it, so that the probes around one detection share one warp. With
+// per block of chips instead of once per chip. Chips off the lattice
+// (probes shifted by half a chip) handed to EachOf together, such as the
+// eight around one detection, share one warp of the ground they cover
+// (at most three footprints a side); one alone is warped with the ground
+// one footprint around it, for the probes that may follow. With
 // the exact transformation (ingest.Window.WarpSwitches) a pixel does not
 // depend on the window: sliced chips equal chips warped alone.
 const (
@@ -77,7 +80,7 @@ type blockKey struct {
 type warpedBlock struct {
 	bounds [4]float64 // minX, minY, maxX, maxY in the grid CRS
 	pixel  float64    // pixel size
-	side   int        // pixels per side
+	w, h   int        // pixels
 	vals   []float32  // band after band, rows north to south
 }
 
@@ -400,18 +403,20 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 	}
 	if blk == nil {
 		var win [4]float64
-		side := 0
-		if c.onLattice(id) {
+		if g, ok := c.near[id]; ok && c.fits(g, b, pixel) {
+			win = g
+		} else if c.onLattice(id) {
 			// chips bcol..bcol+n-1 west to east, brow..brow+n-1 northwards
 			bc, br := c.BlockOf(id, size)
 			bcol, brow := c.col0+bc*n, c.row0+br*n
 			first := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol, Row: brow}.Bounds()
 			last := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol + n - 1, Row: brow + n - 1}.Bounds()
-			win, side = [4]float64{first[0], first[1], last[2], last[3]}, n*size
+			win = [4]float64{first[0], first[1], last[2], last[3]}
 		} else {
 			f := b[2] - b[0] // one footprint on every side
-			win, side = [4]float64{b[0] - f, b[1] - f, b[2] + f, b[3] + f}, 3*size
+			win = [4]float64{b[0] - f, b[1] - f, b[2] + f, b[3] + f}
 		}
+		w, h := int(math.Round((win[2]-win[0])/pixel)), int(math.Round((win[3]-win[1])/pixel))
 		// the window warped longest ago gives up its buffer (a window per
 		// block would otherwise be garbage, and the heap grow with the scene)
 		kept := c.blocks[key]
@@ -420,24 +425,67 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 			reuse, kept = kept[len(kept)-1].vals, kept[:len(kept)-1]
 			c.blocks[key] = kept
 		}
-		vals, err := r.WarpInto(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: side, Height: side}, alg, reuse)
+		vals, err := r.WarpInto(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h}, alg, reuse)
 		if err != nil {
 			return nil, err
 		}
-		blk = &warpedBlock{bounds: win, pixel: pixel, side: side, vals: vals}
+		blk = &warpedBlock{bounds: win, pixel: pixel, w: w, h: h, vals: vals}
 		c.blocks[key] = append([]*warpedBlock{blk}, kept...)
 		ox, oy, _ = blk.offset(b, pixel)
 	}
-	bands := len(blk.vals) / (blk.side * blk.side)
+	bands := len(blk.vals) / (blk.w * blk.h)
 	out := make([]float32, bands*size*size)
 	for band := range bands {
-		src := blk.vals[band*blk.side*blk.side:]
+		src := blk.vals[band*blk.w*blk.h:]
 		dst := out[band*size*size:]
 		for y := range size {
-			copy(dst[y*size:(y+1)*size], src[(oy+y)*blk.side+ox:(oy+y)*blk.side+ox+size])
+			copy(dst[y*size:(y+1)*size], src[(oy+y)*blk.w+ox:(oy+y)*blk.w+ox+size])
 		}
 	}
 	return out, nil
+}
+
+// fits reports whether a chip lies in the window on its own pixel grid.
+func (c *Cutter) fits(win, chip [4]float64, pixel float64) bool {
+	_, _, ok := (&warpedBlock{bounds: win, pixel: pixel}).offset(chip, pixel)
+	return ok
+}
+
+// nearGroups splits the off-lattice chips of ids, in order, into runs whose
+// footprints fit in a square of three footprints a side (the eight probes
+// around a detection are one), and maps each chip of a run of two or more
+// to the run's bounds: the window its chips share.
+func nearGroups(ids []mm.ChipID) map[mm.ChipID][4]float64 {
+	out := map[mm.ChipID][4]float64{}
+	var run []mm.ChipID
+	var box [4]float64
+	end := func() {
+		if len(run) > 1 {
+			for _, id := range run {
+				out[id] = box
+			}
+		}
+		run = run[:0]
+	}
+	for _, id := range ids {
+		if id.Stride == id.Footprint { // a lattice chip (the grid's own, or another grid's)
+			end()
+			continue
+		}
+		b := id.Bounds()
+		if len(run) > 0 {
+			u := [4]float64{min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3])}
+			f := float64(id.Footprint)
+			if id.EPSG == run[0].EPSG && id.Footprint == run[0].Footprint && u[2]-u[0] <= 3*f && u[3]-u[1] <= 3*f {
+				run, box = append(run, id), u
+				continue
+			}
+			end()
+		}
+		run, box = append(run, id), b
+	}
+	end()
+	return out
 }
 
 // footprint is the chip's square in WGS84, counter-clockwise.
@@ -469,6 +517,8 @@ func (c *Cutter) Each(ctx context.Context, fn func(mm.Chip) error) (Stats, error
 // a block, so that each block is warped once.
 func (c *Cutter) EachOf(ctx context.Context, ids []mm.ChipID, fn func(mm.Chip) error) (Stats, error) {
 	st := Stats{Skipped: map[string]int{}}
+	c.near = nearGroups(ids)
+	defer func() { c.near = nil }()
 	for _, id := range c.blockOrder(ids) {
 		if err := ctx.Err(); err != nil {
 			return st, err

@@ -190,7 +190,7 @@ func TestBlockCutsEqualSingleCuts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cutAll := func(block int) map[mm.ChipID]mm.Chip {
+	cutAll := func(block int, each bool) map[mm.ChipID]mm.Chip {
 		c, err := NewCutter(src, grid, card.Chip, CutOptions{KeepRaw: true, Block: block, MinValid: 0.01, MaxCloud: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -198,14 +198,12 @@ func TestBlockCutsEqualSingleCuts(t *testing.T) {
 		defer c.Close()
 		out := map[mm.ChipID]mm.Chip{}
 		ids := slices.Clone(grid.Chips)
-		mid := grid.Chips[len(grid.Chips)/2]
-		for dx := -1; dx <= 1; dx++ { // the eight probes around a chip, off the lattice
-			for dy := -1; dy <= 1; dy++ {
-				if dx != 0 || dy != 0 {
-					ids = append(ids, mm.ChipID{EPSG: grid.EPSG, Footprint: grid.FootprintM, Stride: grid.FootprintM / 2,
-						Col: mid.Col*2 + dx, Row: mid.Row*2 + dy})
-				}
+		ids = append(ids, probesAround(grid, grid.Chips[len(grid.Chips)/2])...)
+		if each { // EachOf: the eight probes, handed over together, share one window
+			if _, err := c.EachOf(context.Background(), ids, func(chip mm.Chip) error { out[chip.ID] = chip; return nil }); err != nil {
+				t.Fatal(err)
 			}
+			return out
 		}
 		for _, id := range ids {
 			chip, _, err := c.Cut(context.Background(), id)
@@ -216,9 +214,24 @@ func TestBlockCutsEqualSingleCuts(t *testing.T) {
 		}
 		return out
 	}
-	single := cutAll(1)
+	single := cutAll(1, false)
+	if each := cutAll(0, true); len(each) < len(single)/2 {
+		t.Errorf("EachOf cut %d of %d chips", len(each), len(single))
+	} else {
+		for id, chip := range each {
+			want := single[id]
+			for i := range want.Inputs {
+				if diff, ok := sameValues(chip.Inputs[i].Raw, want.Inputs[i].Raw, 0); !ok {
+					t.Errorf("EachOf, chip %s: %s", id, diff)
+				}
+			}
+		}
+	}
+	if g := nearGroups(append([]mm.ChipID{}, probesAround(grid, grid.Chips[0])...)); len(g) != 8 {
+		t.Errorf("the eight probes around a chip are not one group: %v", g)
+	}
 	for _, block := range []int{2, 3} {
-		for id, chip := range cutAll(block) {
+		for id, chip := range cutAll(block, false) {
 			want := single[id]
 			for i := range want.Inputs {
 				if diff, ok := sameValues(chip.Inputs[i].Raw, want.Inputs[i].Raw, 0); !ok {
@@ -245,4 +258,19 @@ func TestBlockCutsEqualSingleCuts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// probesAround is the eight chips shifted by half a footprint around a
+// lattice chip, off the lattice.
+func probesAround(grid *Grid, mid mm.ChipID) []mm.ChipID {
+	var ids []mm.ChipID
+	for dx := -1; dx <= 1; dx++ {
+		for dy := -1; dy <= 1; dy++ {
+			if dx != 0 || dy != 0 {
+				ids = append(ids, mm.ChipID{EPSG: grid.EPSG, Footprint: grid.FootprintM, Stride: grid.FootprintM / 2,
+					Col: mid.Col*2 + dx, Row: mid.Row*2 + dy})
+			}
+		}
+	}
+	return ids
 }

@@ -171,7 +171,7 @@ func (r *run) scene(ctx context.Context) error {
 		cut.Block = tiles.BlockFor(len(grid.Chips), workers, tiles.SmallestInput(card.Chip))
 	}
 	shares := grid.Shares(workers, cut.Block)
-	probes := newProbes(ctx, grid, !r.opts.NoProbes && grid.StrideM*2 > grid.FootprintM)
+	probes := newProbes(ctx, !r.opts.NoProbes && grid.StrideM*2 > grid.FootprintM)
 	items := make(chan item, 2*r.scorer.BatchSize())
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
@@ -281,8 +281,6 @@ func (r *run) scene(ctx context.Context) error {
 // calls around, scored and result; cutters call next.
 type probes struct {
 	on     bool
-	half   int
-	fp     int
 	wanted map[mm.ChipID][]want
 	order  []mm.ChipID // in the order first wanted
 	scores map[mm.ChipID]probeScore
@@ -303,8 +301,8 @@ type probeScore struct {
 	footprint orb.Polygon
 }
 
-func newProbes(ctx context.Context, grid *tiles.Grid, on bool) *probes {
-	p := &probes{on: on, half: grid.FootprintM / 2, fp: grid.FootprintM,
+func newProbes(ctx context.Context, on bool) *probes {
+	p := &probes{on: on,
 		wanted: map[mm.ChipID][]want{}, scores: map[mm.ChipID]probeScore{}}
 	p.cond = sync.NewCond(&p.mu)
 	if !on {
@@ -320,21 +318,13 @@ func (p *probes) around(d mm.Detection) {
 	if !p.on {
 		return
 	}
-	b := d.ChipID.Bounds()
 	var fresh []mm.ChipID
-	for dx := -1; dx <= 1; dx++ {
-		for dy := -1; dy <= 1; dy++ {
-			if dx == 0 && dy == 0 {
-				continue
-			}
-			id := mm.ChipID{EPSG: d.ChipID.EPSG, Footprint: p.fp, Stride: p.half,
-				Col: int(b[0])/p.half + dx, Row: int(b[1])/p.half + dy}
-			if _, ok := p.wanted[id]; !ok {
-				fresh = append(fresh, id)
-				p.order = append(p.order, id)
-			}
-			p.wanted[id] = append(p.wanted[id], want{d.ID, d.Class})
+	for _, id := range ProbesAround(d.ChipID) {
+		if _, ok := p.wanted[id]; !ok {
+			fresh = append(fresh, id)
+			p.order = append(p.order, id)
 		}
+		p.wanted[id] = append(p.wanted[id], want{d.ID, d.Class})
 	}
 	if len(fresh) > 0 {
 		p.mu.Lock()
@@ -342,6 +332,23 @@ func (p *probes) around(d mm.Detection) {
 		p.mu.Unlock()
 		p.cond.Signal()
 	}
+}
+
+// ProbesAround is the eight chips of a chip's footprint shifted by half a
+// footprint around it: the probes that place a detection's site.
+func ProbesAround(id mm.ChipID) []mm.ChipID {
+	half := id.Footprint / 2
+	b := id.Bounds()
+	out := make([]mm.ChipID, 0, 8)
+	for dx := -1; dx <= 1; dx++ {
+		for dy := -1; dy <= 1; dy++ {
+			if dx != 0 || dy != 0 {
+				out = append(out, mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: half,
+					Col: int(b[0])/half + dx, Row: int(b[1])/half + dy})
+			}
+		}
+	}
+	return out
 }
 
 // close says no more probes will be queued.

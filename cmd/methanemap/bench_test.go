@@ -18,14 +18,16 @@ import (
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/internal/testenv"
 	"github.com/methanemap/methanemap/model"
+	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/tiles"
 )
 
 // BenchmarkScore10km scores a 10 km x 10 km three-sensor fixture scene end
-// to end (score to a GeoJSON file), and in the same iteration measures
-// chip building alone and inference alone on as many chips. It reports
-// each as chips/s, end to end as km²/h, and the ratio of the end-to-end
-// time to the slower stage (1.0: the pipeline hides the faster stage).
+// to end (score to a GeoJSON file, with probes), and in the same iteration
+// measures chip building alone and inference alone on the same chips: the
+// grid's and the probes around its detections. It reports each as chips/s
+// (grid chips), end to end as km²/h, and the ratio of the end-to-end time
+// to the slower stage (1.0: the pipeline hides the faster stage).
 func BenchmarkScore10km(b *testing.B) {
 	dir := b.TempDir()
 	res, err := fixtures.Write(filepath.Join(dir, "scene"), fixtures.Options{SizeKM: 10})
@@ -41,7 +43,28 @@ func BenchmarkScore10km(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer scorer.Close()
-	var st stageTimes
+	// the probes score cuts: around the detections of a run of the pipeline
+	sc := *res.Scene
+	ingest.ResolveHrefs(&sc, res.Dir)
+	run, err := pipeline.Run(context.Background(), &sc, scorer, pipeline.Options{Cutters: runtime.NumCPU()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var probes [][]mm.ChipID
+	seen := map[mm.ChipID]bool{}
+	for _, d := range run.Detections {
+		var fresh []mm.ChipID
+		for _, id := range pipeline.ProbesAround(d.ChipID) {
+			if !seen[id] {
+				seen[id] = true
+				fresh = append(fresh, id)
+			}
+		}
+		if len(fresh) > 0 {
+			probes = append(probes, fresh)
+		}
+	}
+	st := stageTimes{probes: probes}
 	for i := range b.N {
 		st.measure(b, i, res, m.Card.Chip, scorer, "score", "--scene", res.SceneFile, "--quiet")
 	}
@@ -60,19 +83,20 @@ func BenchmarkScore10km(b *testing.B) {
 // command run end to end (its -o output is added here).
 type stageTimes struct {
 	cut, infer, e2e time.Duration
-	chips           int // per iteration
+	chips           int           // grid chips per iteration
+	probes          [][]mm.ChipID // probes to cut and score too, a detection's per entry
 }
 
 func (st *stageTimes) measure(b *testing.B, i int, res *fixtures.Result, spec mm.ChipSpec, scorer *model.Scorer, args ...string) {
 	b.Helper()
 	t0 := time.Now() // chip building alone, with as many cutters as score uses
-	cut, err := cutAll(res, spec, runtime.NumCPU())
+	cut, probeChips, err := cutAll(res, spec, runtime.NumCPU(), st.probes)
 	if err != nil {
 		b.Fatal(err)
 	}
 	st.cut += time.Since(t0)
 	t0 = time.Now() // inference alone, on the same chips
-	if _, err := scorer.Score(context.Background(), cut); err != nil {
+	if _, err := scorer.Score(context.Background(), append(cut, probeChips...)); err != nil {
 		b.Fatal(err)
 	}
 	st.infer += time.Since(t0)
@@ -86,28 +110,36 @@ func (st *stageTimes) measure(b *testing.B, i int, res *fixtures.Result, spec mm
 	st.e2e += time.Since(t0)
 	if i == 0 {
 		st.chips = len(cut)
-		b.Logf("%d chips of %d px; %s", len(cut), spec.Inputs[0].Size, bytes.TrimSpace(stdout.Bytes()))
+		b.Logf("%d chips of %d px and %d probes; %s", len(cut), spec.Inputs[0].Size, len(probeChips), bytes.TrimSpace(stdout.Bytes()))
 	}
 }
 
 // cutAll cuts every chip of a scene with n goroutines, each on its own
-// opened rasters, as score does.
-func cutAll(res *fixtures.Result, spec mm.ChipSpec, n int) ([]mm.Chip, error) {
+// opened rasters, as score does: each its share of the grid, then probes
+// (groups of off-lattice chips) from a common queue. It returns the grid's
+// chips and the probes'.
+func cutAll(res *fixtures.Result, spec mm.ChipSpec, n int, probes [][]mm.ChipID) ([]mm.Chip, []mm.Chip, error) {
 	sc := *res.Scene
 	ingest.ResolveHrefs(&sc, res.Dir)
 	src, err := ingest.Open(context.Background(), &sc, ingest.Options{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer src.Close()
 	grid, err := tiles.NewGrid(src, tiles.GridOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	queue := make(chan []mm.ChipID, len(probes))
+	for _, g := range probes {
+		queue <- g
+	}
+	close(queue)
 	// as the pipeline cuts: whole blocks of chips per cutter
 	cut := tiles.CutOptions{Block: tiles.BlockFor(len(grid.Chips), n, tiles.SmallestInput(spec))}
 	shares := grid.Shares(n, cut.Block)
 	parts := make([][]mm.Chip, n)
+	probed := make([][]mm.Chip, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for w := range n {
@@ -126,18 +158,26 @@ func cutAll(res *fixtures.Result, spec mm.ChipSpec, n int) ([]mm.Chip, error) {
 				return
 			}
 			defer c.Close()
-			_, errs[w] = c.EachOf(context.Background(), shares[w], func(ch mm.Chip) error { parts[w] = append(parts[w], ch); return nil })
+			if _, errs[w] = c.EachOf(context.Background(), shares[w], func(ch mm.Chip) error { parts[w] = append(parts[w], ch); return nil }); errs[w] != nil {
+				return
+			}
+			for g := range queue {
+				if _, errs[w] = c.EachOf(context.Background(), g, func(ch mm.Chip) error { probed[w] = append(probed[w], ch); return nil }); errs[w] != nil {
+					return
+				}
+			}
 		}()
 	}
 	wg.Wait()
-	var all []mm.Chip
+	var all, around []mm.Chip
 	for w := range n {
 		if errs[w] != nil {
-			return nil, errs[w]
+			return nil, nil, errs[w]
 		}
 		all = append(all, parts[w]...)
+		around = append(around, probed[w]...)
 	}
-	return all, nil
+	return all, around, nil
 }
 
 // BenchmarkDaemonWorkers measures scenes per minute through the daemon:

@@ -21,13 +21,20 @@ type Window struct {
 	EPSG          int
 	Bounds        [4]float64
 	Width, Height int
+	// Exact transforms every pixel's position exactly (gdalwarp -et 0):
+	// a pixel's value then does not depend on the window around it, so a
+	// chip sliced from a larger window equals the chip warped alone. Else
+	// GDAL interpolates positions linearly between exactly transformed
+	// ones, within 0.125 pixel (its default), far cheaper for large
+	// windows of reprojected rasters.
+	Exact bool
 }
 
 // WarpSwitches returns the gdalwarp switches that put a raster on the
 // window; the same switches on the command line reproduce a chip.
 func (w Window) WarpSwitches(resampling string) []string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-	return []string{
+	sw := []string{
 		"-t_srs", "EPSG:" + strconv.Itoa(w.EPSG),
 		"-te", f(w.Bounds[0]), f(w.Bounds[1]), f(w.Bounds[2]), f(w.Bounds[3]),
 		"-ts", strconv.Itoa(w.Width), strconv.Itoa(w.Height),
@@ -36,17 +43,20 @@ func (w Window) WarpSwitches(resampling string) []string {
 		"-dstnodata", "nan",
 		// a band GDAL calls alpha (NAIP's NIR often is) is data, not a mask
 		"-nosrcalpha",
-		// the exact transformation for every pixel, not GDAL's linear
-		// approximation (error threshold 0.125 px): a pixel's value then
-		// does not depend on the window around it, so chips cut from a
-		// block warp equal chips warped one by one
-		"-et", "0",
+		// chunks of warpMemoryMB; where positions are approximated, they
+		// are interpolated per chunk, so this is part of the recipe
+		"-wm", strconv.Itoa(warpMemoryMB),
 	}
+	if w.Exact {
+		sw = append(sw, "-et", "0")
+	}
+	return sw
 }
 
 // warpMemoryMB is the most memory (MiB) one warp chunk's buffers take
-// (gdalwarp -wm; GDAL's default is 64). It does not change the values,
-// only how GDAL splits a large window into chunks. Kept under glibc's
+// (gdalwarp -wm; GDAL's default is 64): how GDAL splits a large window
+// into chunks (which changes values only where positions are
+// approximated, see Window.Exact). Kept under glibc's
 // largest mmap threshold (32 MiB), freed chunk buffers are reused by the
 // next warp instead of being unmapped and their pages faulted in anew:
 // on a 20 km scene, 7.1 s of the cut's 29 s was the kernel clearing
@@ -70,7 +80,7 @@ func (r *Raster) WarpInto(ctx context.Context, w Window, resampling string, buf 
 		return nil, fmt.Errorf("ingest: warp %s: empty window %dx%d", describe(r.Href), w.Width, w.Height)
 	}
 	ec := &errCollector{remote: r.remote}
-	sw := append([]string{"-of", "MEM", "-wm", strconv.Itoa(warpMemoryMB)}, w.WarpSwitches(resampling)...)
+	sw := append([]string{"-of", "MEM"}, w.WarpSwitches(resampling)...)
 	out, err := r.ds.Warp("", sw, godal.ErrLogger(ec.handler()))
 	if err != nil {
 		return nil, ec.wrap(fmt.Sprintf("ingest: warp %s (%s)", r.Field, describe(r.Href)), err)

@@ -57,12 +57,14 @@ type Cutter struct {
 // of up to blockChips x blockChips chips per raster, each chip then sliced
 // out of it. A warp costs far more to set up than to run, and neighbouring
 // chips read the same source blocks, so this reads each source block once
-// per block of chips instead of once per chip. Chips off the lattice
+// per block of chips instead of once per chip (chips too large for blocks,
+// such as METER-ML's 720 px, are warped one by one, with GDAL's
+// approximate transformation). Chips off the lattice
 // (probes shifted by half a chip) handed to EachOf together, such as the
 // eight around one detection, share one warp of the ground they cover
 // (at most three footprints a side); one alone is warped with the ground
 // one footprint around it, for the probes that may follow. With
-// the exact transformation (ingest.Window.WarpSwitches) a pixel does not
+// the exact transformation (ingest.Window.Exact) a pixel does not
 // depend on the window: sliced chips equal chips warped alone.
 const (
 	blockPixels = 640 // largest block side in pixels
@@ -205,7 +207,8 @@ func (c *Cutter) Close() {
 
 // Window returns the grid window of a chip at the given size.
 func (c *Cutter) Window(id mm.ChipID, size int) ingest.Window {
-	return ingest.Window{EPSG: c.grid.EPSG, Bounds: id.Bounds(), Width: size, Height: size}
+	// exact where chips of this size may come sliced from a larger window
+	return ingest.Window{EPSG: c.grid.EPSG, Bounds: id.Bounds(), Width: size, Height: size, Exact: BlockChips(size) > 1}
 }
 
 // Cut warps every input of the chip. skip is "" for a chip to score, or the
@@ -425,7 +428,7 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 			reuse, kept = kept[len(kept)-1].vals, kept[:len(kept)-1]
 			c.blocks[key] = kept
 		}
-		vals, err := r.WarpInto(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h}, alg, reuse)
+		vals, err := r.WarpInto(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h, Exact: true}, alg, reuse)
 		if err != nil {
 			return nil, err
 		}

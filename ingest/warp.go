@@ -88,9 +88,7 @@ func (r *Raster) WarpInto(ctx context.Context, w Window, resampling string, buf 
 	n := len(r.Bands) * w.Width * w.Height
 	defer func() {
 		out.Close()
-		if n*4 >= trimAfter {
-			releaseFreeMemory()
-		}
+		releaseFreeMemory(4 * n)
 	}()
 	if cap(buf) < n {
 		buf = make([]float32, n)

@@ -39,18 +39,20 @@ var CloudClasses = []int{3, 8, 9, 10}
 // Cutter cuts the chips of one grid from one opened scene. Like the scene's
 // rasters it belongs to one goroutine.
 type Cutter struct {
-	src    *ingest.Source
-	grid   *Grid
-	spec   mm.ChipSpec
-	opts   CutOptions
-	inputs []inputPlan
-	scl    *ingest.Raster
-	sclIdx int
-	toLL   *ingest.Transformer
-	blocks map[blockKey][]*warpedBlock // the last few windows warped per raster, resampling and size
-	near   map[mm.ChipID][4]float64    // EachOf's groups of nearby off-lattice chips: the window each shares
-	col0   int                         // the grid's first column and row: blocks count from there
-	row0   int
+	src     *ingest.Source
+	grid    *Grid
+	spec    mm.ChipSpec
+	opts    CutOptions
+	inputs  []inputPlan
+	scl     *ingest.Raster
+	sclIdx  int
+	toLL    *ingest.Transformer
+	blocks  map[blockKey][]*warpedBlock // the last few windows warped per raster, resampling and size
+	near    map[mm.ChipID][4]float64    // EachOf's groups of nearby off-lattice chips: the window each shares
+	chip    map[blockKey][]float32      // the last chip's values per raster, resampling and size (reused)
+	invalid []bool                      // per pixel of an input: some band has no data (reused)
+	col0    int                         // the grid's first column and row: blocks count from there
+	row0    int
 }
 
 // Chips on the grid's lattice are warped a block at a time: one GDAL warp
@@ -131,7 +133,7 @@ func NewCutter(src *ingest.Source, grid *Grid, spec mm.ChipSpec, opts CutOptions
 	if len(spec.Inputs) == 0 {
 		return nil, fmt.Errorf("tiles: the chip spec has no inputs")
 	}
-	c := &Cutter{src: src, grid: grid, spec: spec, opts: opts, blocks: map[blockKey][]*warpedBlock{}}
+	c := &Cutter{src: src, grid: grid, spec: spec, opts: opts, blocks: map[blockKey][]*warpedBlock{}, chip: map[blockKey][]float32{}}
 	for i, id := range grid.Chips {
 		if i == 0 || id.Col < c.col0 {
 			c.col0 = id.Col
@@ -244,38 +246,46 @@ func (c *Cutter) Cut(ctx context.Context, id mm.ChipID) (chip mm.Chip, skip stri
 func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm.Tensor, float64, error) {
 	in := plan.spec
 	n := in.Size * in.Size
-	raw := make([]float32, len(in.Bands)*n)
+	t := mm.Tensor{Name: in.Name, Size: in.Size, Data: make([]float32, len(in.Bands)*n)}
+	for _, b := range in.Bands {
+		t.Bands = append(t.Bands, b.Name())
+	}
+	if c.opts.KeepRaw {
+		t.Raw = make([]float32, len(in.Bands)*n)
+	}
+	if cap(c.invalid) < n {
+		c.invalid = make([]bool, n)
+	}
+	invalid := c.invalid[:n]
+	clear(invalid)
 	for _, rd := range plan.reads {
 		vals, err := c.warp(ctx, rd.raster, rd.resampling, id, in.Size)
 		if err != nil {
 			return mm.Tensor{}, 0, err
 		}
 		for _, s := range rd.slots {
-			copy(raw[s.channel*n:(s.channel+1)*n], vals[s.fileBand*n:(s.fileBand+1)*n])
-		}
-	}
-	t := mm.Tensor{Name: in.Name, Size: in.Size, Data: make([]float32, len(raw))}
-	for _, b := range in.Bands {
-		t.Bands = append(t.Bands, b.Name())
-	}
-	validPx := 0
-	for p := range n {
-		ok := true
-		for ch, b := range in.Bands {
-			v := raw[ch*n+p]
-			if math.IsNaN(float64(v)) {
-				ok = false
-				t.Data[ch*n+p] = float32(b.Fill)
-				continue
+			src := vals[s.fileBand*n : (s.fileBand+1)*n]
+			dst := t.Data[s.channel*n : (s.channel+1)*n]
+			b := in.Bands[s.channel]
+			// b.Normalize, written out: this loop runs over every value
+			scale, offset, mean, std, fill := b.Scale, b.Offset, b.Mean, b.Std, float32(b.Fill)
+			for p, v := range src {
+				if v != v { // NaN: no data
+					dst[p], invalid[p] = fill, true
+					continue
+				}
+				dst[p] = float32((float64(v)*scale + offset - mean) / std)
 			}
-			t.Data[ch*n+p] = float32(b.Normalize(float64(v)))
-		}
-		if ok {
-			validPx++
+			if t.Raw != nil {
+				copy(t.Raw[s.channel*n:(s.channel+1)*n], src)
+			}
 		}
 	}
-	if c.opts.KeepRaw {
-		t.Raw = raw
+	validPx := n
+	for _, bad := range invalid {
+		if bad {
+			validPx--
+		}
 	}
 	return t, float64(validPx) / float64(n), nil
 }
@@ -388,12 +398,16 @@ func floorDiv(a, b int) int {
 // warp returns a chip's warped bands (band after band, rows north to
 // south), sliced from a window warped for its block (a lattice chip) or
 // its neighbourhood (a probe), warped now or kept from an earlier chip.
+// The values are good until the next call for the same raster,
+// resampling and size.
 func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.ChipID, size int) ([]float32, error) {
 	n := c.block(size)
-	if n == 1 {
-		return r.Warp(ctx, c.Window(id, size), alg)
-	}
 	key := blockKey{r, alg, size, !c.onLattice(id)}
+	if n == 1 {
+		vals, err := r.WarpInto(ctx, c.Window(id, size), alg, c.chip[key])
+		c.chip[key] = vals
+		return vals, err
+	}
 	b := id.Bounds()
 	pixel := (b[2] - b[0]) / float64(size)
 	var blk *warpedBlock
@@ -437,7 +451,12 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 		ox, oy, _ = blk.offset(b, pixel)
 	}
 	bands := len(blk.vals) / (blk.w * blk.h)
-	out := make([]float32, bands*size*size)
+	out := c.chip[key]
+	if cap(out) < bands*size*size {
+		out = make([]float32, bands*size*size)
+	}
+	out = out[:bands*size*size]
+	c.chip[key] = out
 	for band := range bands {
 		src := blk.vals[band*blk.w*blk.h:]
 		dst := out[band*size*size:]

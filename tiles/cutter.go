@@ -47,6 +47,7 @@ type Cutter struct {
 	scl     *ingest.Raster
 	sclIdx  int
 	toLL    *ingest.Transformer
+	edge    float64                     // see NewCutter
 	blocks  map[blockKey][]*warpedBlock // the last few windows warped per raster, resampling and size
 	near    map[mm.ChipID][4]float64    // EachOf's groups of nearby off-lattice chips: the window each shares
 	chip    map[blockKey][]float32      // the last chip's values per raster, resampling and size (reused)
@@ -156,6 +157,11 @@ func NewCutter(src *ingest.Source, grid *Grid, spec mm.ChipSpec, opts CutOptions
 	if c.toLL, err = ingest.NewTransformer(grid.EPSG, 4326); err != nil {
 		return nil, err
 	}
+	// Pixels with data lie inside the rasters' footprints, or within a
+	// chip pixel of their edges (an average over a pixel the edge
+	// crosses): a chip whose share inside (Grid.Inside) is under MinValid
+	// by more than such strips along its four sides cannot reach MinValid.
+	c.edge = 4 / float64(SmallestInput(spec))
 	return c, nil
 }
 
@@ -220,6 +226,11 @@ func (c *Cutter) Cut(ctx context.Context, id mm.ChipID) (chip mm.Chip, skip stri
 	chip = mm.Chip{ID: id, SceneID: c.src.Scene.ID, Sensors: c.spec.Sensors(), ValidFraction: 1}
 	if chip.Footprint, err = c.footprint(id); err != nil {
 		return chip, "", err
+	}
+	// a chip mostly off the rasters would be skipped: skip it unread
+	if inside := c.grid.Inside(id); inside < c.opts.MinValid-c.edge {
+		chip.ValidFraction = inside
+		return chip, SkipNodata, nil
 	}
 	for _, plan := range c.inputs {
 		t, valid, err := c.cutInput(ctx, id, plan)

@@ -23,6 +23,8 @@ type Grid struct {
 	// Chips lists the cells that touch every sensor's footprint and the
 	// AOIs, north to south, west to east.
 	Chips []mm.ChipID
+
+	rings []orb.Ring // each raster's footprint in the grid CRS
 }
 
 // GridOptions tune NewGrid.
@@ -88,6 +90,7 @@ func NewGrid(src *ingest.Source, opts GridOptions) (*Grid, error) {
 		g.Coverage = intersect(g.Coverage, ab)
 		aois = append(aois, aoi)
 	}
+	g.rings = rings
 	g.Chips = g.enumerate(rings, aois)
 	if len(g.Chips) == 0 && len(aois) > 0 {
 		return nil, mm.Permanentf("aoi: no chip of the scene touches every area of interest")
@@ -132,6 +135,74 @@ func (g *Grid) enumerate(rings []orb.Ring, aois [][]orb.Polygon) []mm.ChipID {
 		}
 	}
 	return ids
+}
+
+// Inside is the share of a chip's square (any chip in the grid CRS) that
+// lies inside every raster's footprint: no more of its pixels can have
+// data, give or take the pixels along the footprints' edges.
+func (g *Grid) Inside(id mm.ChipID) float64 {
+	b := id.Bounds()
+	area := (b[2] - b[0]) * (b[3] - b[1])
+	share := 1.0
+	for _, r := range g.rings {
+		share = math.Min(share, math.Abs(ringArea(clipRing(r, b)))/area)
+	}
+	return share
+}
+
+// clipRing is the part of a ring inside an axis-aligned box (Sutherland-
+// Hodgman: exact for the area, the ring may be concave, the box is convex).
+func clipRing(r orb.Ring, b [4]float64) orb.Ring {
+	pts := []orb.Point(r)
+	edges := []struct {
+		in  func(p orb.Point) bool
+		cut func(a, c orb.Point) orb.Point
+	}{
+		{func(p orb.Point) bool { return p[0] >= b[0] }, func(a, c orb.Point) orb.Point { return atX(a, c, b[0]) }},
+		{func(p orb.Point) bool { return p[0] <= b[2] }, func(a, c orb.Point) orb.Point { return atX(a, c, b[2]) }},
+		{func(p orb.Point) bool { return p[1] >= b[1] }, func(a, c orb.Point) orb.Point { return atY(a, c, b[1]) }},
+		{func(p orb.Point) bool { return p[1] <= b[3] }, func(a, c orb.Point) orb.Point { return atY(a, c, b[3]) }},
+	}
+	for _, e := range edges {
+		if len(pts) == 0 {
+			break
+		}
+		var out []orb.Point
+		prev := pts[len(pts)-1]
+		for _, p := range pts {
+			switch {
+			case e.in(p) && !e.in(prev):
+				out = append(out, e.cut(prev, p), p)
+			case e.in(p):
+				out = append(out, p)
+			case e.in(prev):
+				out = append(out, e.cut(prev, p))
+			}
+			prev = p
+		}
+		pts = out
+	}
+	return orb.Ring(pts)
+}
+
+func atX(a, c orb.Point, x float64) orb.Point {
+	t := (x - a[0]) / (c[0] - a[0])
+	return orb.Point{x, a[1] + t*(c[1]-a[1])}
+}
+
+func atY(a, c orb.Point, y float64) orb.Point {
+	t := (y - a[1]) / (c[1] - a[1])
+	return orb.Point{a[0] + t*(c[0]-a[0]), y}
+}
+
+// ringArea is the signed area of a ring (shoelace), closed or not.
+func ringArea(r orb.Ring) float64 {
+	a := 0.0
+	for i := range r {
+		p, q := r[i], r[(i+1)%len(r)]
+		a += p[0]*q[1] - q[0]*p[1]
+	}
+	return a / 2
 }
 
 // shrink keeps cells that merely touch a footprint's edge (zero shared area)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -270,5 +271,61 @@ func TestCutStopsWhenCancelled(t *testing.T) {
 	})
 	if err != context.Canceled || n != 1 {
 		t.Fatalf("Each after cancel: err %v after %d chips", err, n)
+	}
+}
+
+// TestInsideBoundsValidFraction checks Grid.Inside against the chips
+// themselves: no chip has more pixels with data than its share inside the
+// rasters' footprints allows (give or take the edge strips), so the chips
+// the cutter skips unread are chips a full cut would skip too.
+func TestInsideBoundsValidFraction(t *testing.T) {
+	res := fixtureScene(t)
+	card := demoCard(t)
+	for _, probes := range []bool{false, true} { // the grid's chips, then probes
+		src := openScene(t, res.Scene)
+		grid, err := NewGrid(src, GridOptions{FootprintM: card.Chip.FootprintM})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewCutter(src, grid, card.Chip, CutOptions{Block: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := slices.Clone(grid.Chips)
+		if probes { // half-shifted chips all over, edges included
+			ids = nil
+			for _, id := range grid.Chips {
+				ids = append(ids, mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Footprint / 2, Col: id.Col*2 - 1, Row: id.Row*2 - 1})
+			}
+		}
+		unread, partial := 0, 0
+		for _, id := range ids {
+			inside := grid.Inside(id)
+			valid := 1.0
+			for _, plan := range c.inputs { // the full cut, without the shortcut
+				_, v, err := c.cutInput(context.Background(), id, plan)
+				if err != nil {
+					t.Fatal(err)
+				}
+				valid = math.Min(valid, v)
+			}
+			if valid > inside+c.edge {
+				t.Errorf("chip %s: %.3f of its pixels have data, but only %.3f of it is inside the rasters", id, valid, inside)
+			}
+			if inside < 1 {
+				partial++
+			}
+			if inside < c.opts.MinValid-c.edge {
+				unread++
+				if _, skip, _ := c.Cut(context.Background(), id); skip != SkipNodata {
+					t.Errorf("chip %s: inside %.3f, skip %q", id, inside, skip)
+				}
+			}
+		}
+		t.Logf("%d chips: %d partly outside the rasters, %d skipped unread", len(ids), partial, unread)
+		if unread == 0 || partial == 0 {
+			t.Errorf("no chip partly outside (%d) or skipped unread (%d): the test shows nothing", partial, unread)
+		}
+		c.Close()
 	}
 }

@@ -241,6 +241,7 @@ func (r *run) scene(ctx context.Context) error {
 	}
 	var scoreErr error
 	done := 0 // cutters whose share is cut
+	first := true
 	for it := range items {
 		if scoreErr != nil {
 			continue // drain: the cutters stop on the cancelled context
@@ -253,7 +254,11 @@ func (r *run) scene(ctx context.Context) error {
 					probes.close()
 				}
 			}
-		} else if batch = append(batch, it); len(batch) == cap(batch) {
+		} else if batch = append(batch, it); len(batch) == cap(batch) || (first && len(items) == 0) {
+			// a full batch; or the first chips, the cutters have no more
+			// yet: inference starts now rather than after a whole batch is
+			// cut (a second at the start with 720 px chips)
+			first = false
 			scoreErr = flush()
 		}
 		if scoreErr != nil {

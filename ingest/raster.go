@@ -37,6 +37,7 @@ type Raster struct {
 
 	wkt    string
 	remote bool
+	masked bool // a band has a mask band of its own (not nodata, not alpha)
 	ds     *godal.Dataset
 	vrt    string // a VRT file written for a band group, removed on close
 }
@@ -299,6 +300,7 @@ func (r *Raster) inspect() error {
 		if dt := b.Structure().DataType.String(); dt != r.DataType {
 			return fmt.Errorf("band %d is %s but band 1 is %s: mixed data types", i+1, dt, r.DataType)
 		}
+		r.masked = r.masked || maskedBeyondNodata(b.MaskFlags())
 	}
 	r.Nodata, r.HasNodata = bands[0].NoData()
 	ec := &errCollector{}

@@ -79,6 +79,16 @@ func (r *Raster) WarpInto(ctx context.Context, w Window, resampling string, buf 
 	if w.Width < 1 || w.Height < 1 {
 		return nil, fmt.Errorf("ingest: warp %s: empty window %dx%d", describe(r.Href), w.Width, w.Height)
 	}
+	if r.boxAverageOK(w, resampling) {
+		if cols, rows, ok := r.boxSpans(w); ok {
+			return r.boxAverage(ctx, w, cols, rows, buf)
+		}
+	}
+	return r.warpGDAL(ctx, w, resampling, buf)
+}
+
+// warpGDAL is WarpInto by GDAL's warper.
+func (r *Raster) warpGDAL(ctx context.Context, w Window, resampling string, buf []float32) ([]float32, error) {
 	ec := &errCollector{remote: r.remote}
 	sw := append([]string{"-of", "MEM"}, w.WarpSwitches(resampling)...)
 	out, err := r.ds.Warp("", sw, godal.ErrLogger(ec.handler()))

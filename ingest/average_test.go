@@ -1,0 +1,122 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/airbusgeo/godal"
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/internal/testenv"
+)
+
+// TestAverageMatchesGDALWarp checks Warp's own average (boxAverage: a
+// raster in the window's CRS whose pixels the window's tile whole) against
+// the gdalwarp tool on the same switches, to the bit: inside the raster,
+// across each of its edges, off it; and that windows GDAL must do (pixels
+// only partly covered) still go to GDAL and match it too.
+func TestAverageMatchesGDALWarp(t *testing.T) {
+	dir := t.TempDir()
+	zero := 0.0
+	write := func(name string, x0, y0 float64, dtype string) string {
+		p := filepath.Join(dir, name)
+		err := WriteGeoTIFF(GeoTIFFSpec{Path: p, EPSG: 26915, GeoTransform: [6]float64{x0, 1, 0, y0, 0, -1},
+			Width: 1900, Height: 1500, Bands: 4, DataType: dtype, Nodata: &zero},
+			func(yStart, rows int, buf []float64) error {
+				for i := range buf { // texture, and a nodata pixel now and then
+					buf[i] = float64((i*7919 + yStart*31) % 251)
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const x0, y0 = 446400.0, 4651920.0 // on the 720 m chip lattice
+	tests := []struct {
+		name string
+		path string
+		ours bool // boxAverage, not GDAL's warper
+	}{
+		{"1 m Byte, aligned", write("aligned.tif", x0, y0, "Byte"), true},
+		{"1 m UInt16, aligned", write("aligned16.tif", x0, y0, "UInt16"), true},
+		{"1 m Byte, half a pixel off", write("shifted.tif", x0+0.5, y0-0.5, "Byte"), false},
+	}
+	windows := []struct {
+		what   string
+		dx, dy float64 // window's west and north edges from the raster's origin, metres
+		px     int     // window side in pixels of 10 m
+	}{
+		{"inside", 720, -720, 72},
+		{"a block inside", 0, 0, 144},
+		{"across the west edge", -360, -720, 72},
+		{"across the north edge", 720, 360, 72},
+		{"across the north-west corner", -130, 250, 72},
+		{"across the east and south edges", 1440, -1080, 72},
+		{"off the raster", -1440, 0, 72},
+	}
+	for _, tt := range tests {
+		src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: tt.path}}), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := src.Rasters[0]
+		for _, wd := range windows {
+			// windows on the 10 m lattice: the shifted raster's pixels are
+			// then cut in half along the window pixels' edges
+			gx, gy := math.Round((x0+wd.dx)/10)*10, math.Round((y0+wd.dy)/10)*10
+			side := float64(wd.px) * 10
+			w := Window{EPSG: 26915, Bounds: [4]float64{gx, gy - side, gx + side, gy}, Width: wd.px, Height: wd.px, Exact: true}
+			_, _, whole := r.boxSpans(w)
+			if got := r.boxAverageOK(w, Average) && whole; got != tt.ours {
+				t.Errorf("%s, %s: computed by us %v, want %v", tt.name, wd.what, got, tt.ours)
+			}
+			got, err := r.Warp(context.Background(), w, Average)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := gdalwarpAll(t, tt.path, w, Average)
+			nan, diff := 0, 0
+			for i := range want {
+				g, e := got[i], want[i]
+				if e != e {
+					nan++
+				}
+				if (g != g) != (e != e) || (e == e && g != e) {
+					if diff == 0 {
+						t.Errorf("%s, %s: band %d pixel %d: %v, gdalwarp %v", tt.name, wd.what, i/(wd.px*wd.px)+1, i%(wd.px*wd.px), g, e)
+					}
+					diff++
+				}
+			}
+			if diff > 0 {
+				t.Errorf("%s, %s: %d of %d values differ", tt.name, wd.what, diff, len(want))
+			}
+			if wd.what == "off the raster" && nan != len(want) || wd.what == "inside" && nan == len(want) {
+				t.Errorf("%s, %s: %d of %d values are nodata", tt.name, wd.what, nan, len(want))
+			}
+		}
+		src.Close()
+	}
+}
+
+// gdalwarpAll runs the gdalwarp tool with the window's switches and reads
+// every band back, band after band.
+func gdalwarpAll(t *testing.T, src string, w Window, alg string) []float32 {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "oracle.tif")
+	testenv.Run(t, "", "gdalwarp", append(append([]string{"-q", "-overwrite"}, w.WarpSwitches(alg)...), src, out)...)
+	ds, err := godal.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	buf := make([]float32, len(ds.Bands())*w.Width*w.Height)
+	if err := ds.Read(0, 0, buf, w.Width, w.Height, godal.BandInterleaved()); err != nil {
+		t.Fatal(fmt.Errorf("%s: %w", out, err))
+	}
+	return buf
+}

@@ -293,7 +293,7 @@ type probes struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	queue  [][]mm.ChipID // a detection's new probes per entry
-	closed bool         // nothing more will be queued
+	closed bool          // nothing more will be queued
 }
 
 type want struct {

@@ -110,9 +110,10 @@ func TestWorkerKilledMidScene(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	// a 5 km scene: long enough to be killed in the middle of
+	// an 8 km scene: long enough to be killed in the middle of (a 5 km one
+	// was done within half a second once chip building got faster)
 	big := t.TempDir()
-	if code, _, stderr := cli(t, "fixtures", "--out", big, "--size-km", "5"); code != 0 {
+	if code, _, stderr := cli(t, "fixtures", "--out", big, "--size-km", "8"); code != 0 {
 		t.Fatal(stderr)
 	}
 	worker := func() *exec.Cmd {
@@ -145,7 +146,7 @@ func TestWorkerKilledMidScene(t *testing.T) {
 	for i := 0; i < 600 && last().Event != "started"; i++ { // up to a minute on a loaded machine
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // mid-scene
+	time.Sleep(200 * time.Millisecond) // mid-scene
 	first.Process.Kill()
 	first.Wait()
 	second := worker()

@@ -5,6 +5,11 @@ package ingest
 #ifdef __GLIBC__
 #include <malloc.h>
 static void mm_trim(void) { malloc_trim(0); }
+// Run when the program is loaded, before any thread has allocated: glibc
+// fixes its number of heaps when a second thread first needs one.
+__attribute__((constructor)) static void mm_one_arena(void) {
+	if (getenv("MALLOC_ARENA_MAX") == NULL) mallopt(M_ARENA_MAX, 1);
+}
 #else
 static void mm_trim(void) {}
 #endif
@@ -45,3 +50,12 @@ func releaseFreeMemory(warped int) {
 	}
 	C.mm_trim()
 }
+
+// A program that links this package keeps one glibc malloc heap for
+// every thread (mm_one_arena above, run at load; MALLOC_ARENA_MAX, when
+// set, wins). Go runs C calls on whichever thread is free, so GDAL's
+// buffers were spread over up to 8 heaps per core, none reusing what
+// another freed: the peak resident size of a 20 km scene's chips was
+// 264-275 MiB against 202 for a 5 km one; with one heap 229-235 against
+// 200, with no measurable loss of speed on a 10 km score (3.47 s and
+// 3.53 s, means of 4 noisy runs).

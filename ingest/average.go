@@ -8,12 +8,11 @@ import (
 	"github.com/airbusgeo/godal"
 )
 
-// GDAL mask flags (RFC 15).
+// GDAL mask flags (RFC 15) that say a band has no mask band of its own.
 const (
-	gmfAllValid   = 0x01
-	gmfPerDataset = 0x02
-	gmfAlpha      = 0x04
-	gmfNodata     = 0x08
+	gmfAllValid = 0x01
+	gmfAlpha    = 0x04
+	gmfNodata   = 0x08
 )
 
 // boxAverageOK reports whether an average warp of the raster onto the

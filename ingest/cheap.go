@@ -1,3 +1,5 @@
+// The C heap that GDAL allocates from: how it is kept from growing.
+
 package ingest
 
 /*

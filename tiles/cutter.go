@@ -278,14 +278,13 @@ func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm
 			src := vals[s.fileBand*n : (s.fileBand+1)*n]
 			dst := t.Data[s.channel*n : (s.channel+1)*n]
 			b := in.Bands[s.channel]
-			// b.Normalize, written out: this loop runs over every value
-			scale, offset, mean, std, fill := b.Scale, b.Offset, b.Mean, b.Std, float32(b.Fill)
+			fill := float32(b.Fill)
 			for p, v := range src {
 				if v != v { // NaN: no data
 					dst[p], invalid[p] = fill, true
 					continue
 				}
-				dst[p] = float32((float64(v)*scale + offset - mean) / std)
+				dst[p] = float32(b.Normalize(float64(v)))
 			}
 			if t.Raw != nil {
 				copy(t.Raw[s.channel*n:(s.channel+1)*n], src)

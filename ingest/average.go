@@ -144,7 +144,12 @@ func (r *Raster) boxAverage(ctx context.Context, w Window, cols, rows []span, bu
 func boxStrips[T uint8 | uint16 | int16](ctx context.Context, r *Raster, cols, rows []span, x0, x1, width int, out []float32) error {
 	height := len(rows)
 	plane := width * height
-	nodata, hasND := r.Nodata, r.HasNodata
+	// the nodata value as a T: a value no T can take masks nothing
+	var nodata T
+	hasND := r.HasNodata && r.Nodata == math.Trunc(r.Nodata) && float64(T(r.Nodata)) == r.Nodata
+	if hasND {
+		nodata = T(r.Nodata)
+	}
 	var src []T
 	for oy0 := 0; oy0 < height; oy0 += boxRows {
 		if err := ctx.Err(); err != nil {
@@ -195,15 +200,22 @@ func boxStrips[T uint8 | uint16 | int16](ctx context.Context, r *Raster, cols, r
 }
 
 // meanWhole is the mean of the valid values of a block of whole pixels.
-func meanWhole[T uint8 | uint16 | int16](band []T, stride, y, ny, x, nx int, nodata float64, hasND bool) float32 {
+func meanWhole[T uint8 | uint16 | int16](band []T, stride, y, ny, x, nx int, nodata T, hasND bool) float32 {
 	var sum, count int64
 	for j := y; j < y+ny; j++ {
-		for _, v := range band[j*stride+x : j*stride+x+nx] {
-			if hasND && float64(v) == nodata {
-				continue
+		row := band[j*stride+x : j*stride+x+nx]
+		if !hasND {
+			for _, v := range row {
+				sum += int64(v)
 			}
-			sum += int64(v)
-			count++
+			count += int64(nx)
+			continue
+		}
+		for _, v := range row {
+			if v != nodata {
+				sum += int64(v)
+				count++
+			}
 		}
 	}
 	if count == 0 {

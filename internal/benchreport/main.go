@@ -130,6 +130,10 @@ func build(results []result) report {
 	add("chips (5 km scene)", "GDAL raw read of the chips' source pixels", "BenchmarkChipBuilding", "raw-read-chips/s", "chips/s")
 	add("chips (5 km scene)", "chip building", "BenchmarkChipBuilding", "chips/s", "chips/s")
 	add("chips (5 km scene)", "chip building / raw read (time)", "BenchmarkChipBuilding", "x-raw-read-time", "x")
+	add("chips (5 km scene)", "raw read of every chip's source pixels", "BenchmarkChipBuilding", "raw-read-ms", "ms")
+	add("chips (5 km scene)", "NAIP block warps (best of 3)", "BenchmarkChipBuilding", "naip-warps-ms", "ms")
+	add("chips (5 km scene)", "Sentinel-2 block warps, SCL included", "BenchmarkChipBuilding", "s2-warps-ms", "ms")
+	add("chips (5 km scene)", "Sentinel-1 block warps", "BenchmarkChipBuilding", "s1-warps-ms", "ms")
 	var names []string
 	for _, r := range results {
 		if strings.HasPrefix(r.Name, "BenchmarkInference/") || strings.HasPrefix(r.Name, "BenchmarkDenseNet121/") {

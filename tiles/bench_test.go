@@ -117,10 +117,7 @@ func blockWindows(c *Cutter, grid *Grid, size int) []ingest.Window {
 			continue
 		}
 		seen[[2]int{bc, br}] = true
-		first := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: c.col0 + bc*n, Row: c.row0 + br*n}.Bounds()
-		last := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: c.col0 + bc*n + n - 1, Row: c.row0 + br*n + n - 1}.Bounds()
-		out = append(out, ingest.Window{EPSG: grid.EPSG, Bounds: [4]float64{first[0], first[1], last[2], last[3]},
-			Width: n * size, Height: n * size, Exact: true})
+		out = append(out, ingest.Window{EPSG: grid.EPSG, Bounds: c.BlockBounds(bc, br, size), Width: n * size, Height: n * size, Exact: true})
 	}
 	return out
 }

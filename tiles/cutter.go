@@ -47,12 +47,12 @@ type Cutter struct {
 	scl     *ingest.Raster
 	sclIdx  int
 	toLL    *ingest.Transformer
-	edge    float64                     // see NewCutter
-	blocks  map[blockKey][]*warpedBlock // the last few windows warped per raster, resampling and size
-	near    map[mm.ChipID][4]float64    // EachOf's groups of nearby off-lattice chips: the window each shares
-	chip    map[blockKey][]float32      // the last chip's values per raster, resampling and size (reused)
-	invalid []bool                      // per pixel of an input: some band has no data (reused)
-	col0    int                         // the grid's first column and row: blocks count from there
+	edge    float64                   // see NewCutter
+	blocks  map[blockKey]*warpedBlock // the last window warped per raster, resampling, size and kind
+	near    map[mm.ChipID][4]float64  // EachOf's groups of nearby off-lattice chips: the window each shares
+	chip    map[blockKey][]float32    // the last chip's values per raster, resampling and size (reused)
+	invalid []bool                    // per pixel of an input: some band has no data (reused)
+	col0    int                       // the grid's first column and row: blocks count from there
 	row0    int
 }
 
@@ -71,7 +71,6 @@ type Cutter struct {
 // depend on the window: sliced chips equal chips warped alone.
 const (
 	blockPixels = 640 // largest block side in pixels
-	keepWindows = 1   // windows kept per raster, resampling, size and kind (lattice block or probe neighbourhood)
 )
 
 type blockKey struct {
@@ -134,7 +133,7 @@ func NewCutter(src *ingest.Source, grid *Grid, spec mm.ChipSpec, opts CutOptions
 	if len(spec.Inputs) == 0 {
 		return nil, fmt.Errorf("tiles: the chip spec has no inputs")
 	}
-	c := &Cutter{src: src, grid: grid, spec: spec, opts: opts, blocks: map[blockKey][]*warpedBlock{}, chip: map[blockKey][]float32{}}
+	c := &Cutter{src: src, grid: grid, spec: spec, opts: opts, blocks: map[blockKey]*warpedBlock{}, chip: map[blockKey][]float32{}}
 	for i, id := range grid.Chips {
 		if i == 0 || id.Col < c.col0 {
 			c.col0 = id.Col
@@ -390,6 +389,20 @@ func (c *Cutter) onLattice(id mm.ChipID) bool {
 	return id.EPSG == c.grid.EPSG && id.Footprint == c.grid.FootprintM && id.Stride == c.grid.StrideM && c.grid.StrideM == c.grid.FootprintM
 }
 
+// BlockBounds is the window [minX, minY, maxX, maxY] of a block of
+// lattice chips (see BlockOf) for an input of size pixels: its chips
+// bc·n..bc·n+n-1 west to east and br·n..br·n+n-1 northwards.
+func (c *Cutter) BlockBounds(bc, br, size int) [4]float64 {
+	n := c.block(size)
+	g := c.grid
+	chip := func(col, row int) [4]float64 {
+		return mm.ChipID{EPSG: g.EPSG, Footprint: g.FootprintM, Stride: g.StrideM, Col: col, Row: row}.Bounds()
+	}
+	first := chip(c.col0+bc*n, c.row0+br*n)
+	last := chip(c.col0+bc*n+n-1, c.row0+br*n+n-1)
+	return [4]float64{first[0], first[1], last[2], last[3]}
+}
+
 // BlockOf is the block a lattice chip falls in, counted from the grid's
 // first chip, for an input of size pixels.
 func (c *Cutter) BlockOf(id mm.ChipID, size int) (bc, br int) {
@@ -420,44 +433,36 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 	}
 	b := id.Bounds()
 	pixel := (b[2] - b[0]) / float64(size)
-	var blk *warpedBlock
-	ox, oy := 0, 0
-	for _, w := range c.blocks[key] {
-		if x, y, ok := w.offset(b, pixel); ok {
-			blk, ox, oy = w, x, y
-			break
-		}
+	blk := c.blocks[key]
+	ox, oy, ok := 0, 0, false
+	if blk != nil {
+		ox, oy, ok = blk.offset(b, pixel)
 	}
-	if blk == nil {
+	if !ok {
 		var win [4]float64
 		if g, ok := c.near[id]; ok && c.fits(g, b, pixel) {
 			win = g
 		} else if c.onLattice(id) {
-			// chips bcol..bcol+n-1 west to east, brow..brow+n-1 northwards
 			bc, br := c.BlockOf(id, size)
-			bcol, brow := c.col0+bc*n, c.row0+br*n
-			first := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol, Row: brow}.Bounds()
-			last := mm.ChipID{EPSG: id.EPSG, Footprint: id.Footprint, Stride: id.Stride, Col: bcol + n - 1, Row: brow + n - 1}.Bounds()
-			win = [4]float64{first[0], first[1], last[2], last[3]}
+			win = c.BlockBounds(bc, br, size)
 		} else {
 			f := b[2] - b[0] // one footprint on every side
 			win = [4]float64{b[0] - f, b[1] - f, b[2] + f, b[3] + f}
 		}
 		w, h := int(math.Round((win[2]-win[0])/pixel)), int(math.Round((win[3]-win[1])/pixel))
-		// the window warped longest ago gives up its buffer (a window per
-		// block would otherwise be garbage, and the heap grow with the scene)
-		kept := c.blocks[key]
+		// the window warped before gives up its buffer (a window per block
+		// would otherwise be garbage, and the heap grow with the scene)
 		var reuse []float32
-		if len(kept) == keepWindows {
-			reuse, kept = kept[len(kept)-1].vals, kept[:len(kept)-1]
-			c.blocks[key] = kept
+		if blk != nil {
+			reuse = blk.vals
+			delete(c.blocks, key)
 		}
 		vals, err := r.WarpInto(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h, Exact: true}, alg, reuse)
 		if err != nil {
 			return nil, err
 		}
 		blk = &warpedBlock{bounds: win, pixel: pixel, w: w, h: h, vals: vals}
-		c.blocks[key] = append([]*warpedBlock{blk}, kept...)
+		c.blocks[key] = blk
 		ox, oy, _ = blk.offset(b, pixel)
 	}
 	bands := len(blk.vals) / (blk.w * blk.h)

@@ -324,7 +324,7 @@ func (p *probes) around(d mm.Detection) {
 		return
 	}
 	var fresh []mm.ChipID
-	for _, id := range ProbesAround(d.ChipID) {
+	for _, id := range probesAround(d.ChipID) {
 		if _, ok := p.wanted[id]; !ok {
 			fresh = append(fresh, id)
 			p.order = append(p.order, id)
@@ -339,9 +339,20 @@ func (p *probes) around(d mm.Detection) {
 	}
 }
 
-// ProbesAround is the eight chips of a chip's footprint shifted by half a
+// ProbeGroups is the probes a run queues for these detections, in its
+// order: for each detection, those of probesAround that no detection
+// before it wanted.
+func ProbeGroups(ds []mm.Detection) [][]mm.ChipID {
+	p := newProbes(context.Background(), true)
+	for _, d := range ds {
+		p.around(d)
+	}
+	return p.queue
+}
+
+// probesAround is the eight chips of a chip's footprint shifted by half a
 // footprint around it: the probes that place a detection's site.
-func ProbesAround(id mm.ChipID) []mm.ChipID {
+func probesAround(id mm.ChipID) []mm.ChipID {
 	half := id.Footprint / 2
 	b := id.Bounds()
 	out := make([]mm.ChipID, 0, 8)

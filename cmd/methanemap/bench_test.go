@@ -50,21 +50,7 @@ func BenchmarkScore10km(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var probes [][]mm.ChipID
-	seen := map[mm.ChipID]bool{}
-	for _, d := range run.Detections {
-		var fresh []mm.ChipID
-		for _, id := range pipeline.ProbesAround(d.ChipID) {
-			if !seen[id] {
-				seen[id] = true
-				fresh = append(fresh, id)
-			}
-		}
-		if len(fresh) > 0 {
-			probes = append(probes, fresh)
-		}
-	}
-	st := stageTimes{probes: probes}
+	st := stageTimes{probes: pipeline.ProbeGroups(run.Detections)}
 	for i := range b.N {
 		st.measure(b, i, res, m.Card.Chip, scorer, "score", "--scene", res.SceneFile, "--quiet")
 	}

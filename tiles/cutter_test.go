@@ -30,13 +30,7 @@ func expectedAlg(b mm.BandSpec) string {
 // of every sensor against what the gdalwarp tool makes of the same source
 // and window.
 func TestChipsMatchGDAL(t *testing.T) {
-	res := fixtureScene(t)
-	card := demoCard(t)
-	src := openScene(t, res.Scene)
-	grid, err := NewGrid(src, GridOptions{FootprintM: card.Chip.FootprintM})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, card, src, grid := fixtureGrid(t)
 	if grid.EPSG != res.NAIPEPSG {
 		t.Errorf("grid CRS EPSG:%d, want the NAIP's EPSG:%d", grid.EPSG, res.NAIPEPSG)
 	}
@@ -187,13 +181,7 @@ func TestCutterNeedsTheCardsBands(t *testing.T) {
 // around a chip (off the lattice, cut from one neighbourhood warp)
 // included, and Grid.Shares deals whole blocks, each chip once.
 func TestBlockCutsEqualSingleCuts(t *testing.T) {
-	res := fixtureScene(t)
-	card := demoCard(t)
-	src := openScene(t, res.Scene)
-	grid, err := NewGrid(src, GridOptions{FootprintM: card.Chip.FootprintM})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, card, src, grid := fixtureGrid(t)
 	cutAll := func(block int, each bool) map[mm.ChipID]mm.Chip {
 		c, err := NewCutter(src, grid, card.Chip, CutOptions{KeepRaw: true, Block: block, MinValid: 0.01, MaxCloud: 1})
 		if err != nil {

@@ -279,14 +279,8 @@ func TestCutStopsWhenCancelled(t *testing.T) {
 // rasters' footprints allows (give or take the edge strips), so the chips
 // the cutter skips unread are chips a full cut would skip too.
 func TestInsideBoundsValidFraction(t *testing.T) {
-	res := fixtureScene(t)
-	card := demoCard(t)
 	for _, probes := range []bool{false, true} { // the grid's chips, then probes
-		src := openScene(t, res.Scene)
-		grid, err := NewGrid(src, GridOptions{FootprintM: card.Chip.FootprintM})
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, card, src, grid := fixtureGrid(t)
 		c, err := NewCutter(src, grid, card.Chip, CutOptions{Block: 1})
 		if err != nil {
 			t.Fatal(err)

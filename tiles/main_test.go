@@ -52,6 +52,19 @@ func fixtureScene(t testing.TB) *fixtures.Result {
 	return fixtureRes
 }
 
+// fixtureGrid opens the fixture scene and lays the demo card's grid on it.
+func fixtureGrid(t testing.TB) (*fixtures.Result, *model.Card, *ingest.Source, *Grid) {
+	t.Helper()
+	res := fixtureScene(t)
+	card := demoCard(t)
+	src := openScene(t, res.Scene)
+	grid, err := NewGrid(src, GridOptions{FootprintM: card.Chip.FootprintM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, card, src, grid
+}
+
 func demoCard(t testing.TB) *model.Card {
 	t.Helper()
 	c, err := model.LoadCard(filepath.Join(testenv.Root(), "models", "demo"))

@@ -110,15 +110,12 @@ func TestWorkerKilledMidScene(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	// an 8 km scene: long enough to be killed in the middle of (a 5 km one
-	// was done within half a second once chip building got faster)
-	big := t.TempDir()
-	if code, _, stderr := cli(t, "fixtures", "--out", big, "--size-km", "8"); code != 0 {
-		t.Fatal(stderr)
-	}
+	// the package's 3 km scene: it takes seconds in a worker built with
+	// -race, and the worker is killed as soon as it is seen mid-scene
+	dir := fixtureDir(t)
 	worker := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestMainChild$")
-		cmd.Env = append(os.Environ(), "METHANEMAP_MAIN_CHILD=serve --nats "+url+" --http 127.0.0.1:0 --cutters 1 --backend onnxgo --ack-wait 3s --allow "+big)
+		cmd.Env = append(os.Environ(), "METHANEMAP_MAIN_CHILD=serve --nats "+url+" --http 127.0.0.1:0 --cutters 1 --backend onnxgo --ack-wait 3s --allow "+dir)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -130,25 +127,39 @@ func TestWorkerKilledMidScene(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		events, _ = js.Stream(context.Background(), "METHANEMAP_EVENTS")
 	}
-	if code, stdout, stderr := cli(t, "enqueue", "--nats", url, filepath.Join(big, "scene.json")); code != 0 {
+	if code, stdout, stderr := cli(t, "enqueue", "--nats", url, filepath.Join(dir, "scene.json")); code != 0 {
 		t.Fatalf("enqueue: %s %s", stdout, stderr)
 	}
 	id := "fixture_-93.6200_42.0300"
 	last := func() (e struct {
 		Event    string `json:"event"`
 		Delivery uint64 `json:"delivery"`
+		Done     int    `json:"done"`
+		Total    int    `json:"total"`
 	}) {
 		if m, err := events.GetLastMsgForSubject(context.Background(), "methanemap.events."+id); err == nil {
 			json.Unmarshal(m.Data, &e)
 		}
 		return e
 	}
-	for i := 0; i < 600 && last().Event != "started"; i++ { // up to a minute on a loaded machine
-		time.Sleep(100 * time.Millisecond)
+	// mid-scene: the last event is "started", or a "progress" with chips
+	// still to do (the first progress event follows the first chips
+	// scored, so "started" alone may never be seen as the last event)
+	midScene := func() bool {
+		e := last()
+		return e.Event == "started" || (e.Event == "progress" && e.Done < e.Total)
 	}
-	time.Sleep(200 * time.Millisecond) // mid-scene
+	for i := 0; i < 1200 && !midScene(); i++ { // up to two minutes on a loaded machine
+		time.Sleep(50 * time.Millisecond)
+	}
+	if e := last(); !midScene() {
+		t.Fatalf("never saw the first worker mid-scene: last event %+v", e)
+	}
 	first.Process.Kill()
 	first.Wait()
+	if e := last(); e.Event == "done" {
+		t.Fatalf("the scene was done before its worker was killed (%+v): the scene is too short for this test", e)
+	}
 	second := worker()
 	defer func() { second.Process.Signal(os.Interrupt); second.Wait() }()
 	for i := 0; i < 1200 && last().Event != "done"; i++ {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -28,6 +29,10 @@ type Window struct {
 	// ones, within 0.125 pixel (its default), far cheaper for large
 	// windows of reprojected rasters.
 	Exact bool
+	// Shared, for an exact window, keeps the source positions computed
+	// for one raster for the others of the same CRS (see Positions); the
+	// values do not change. Nil: nothing kept.
+	Shared *Positions
 }
 
 // WarpSwitches returns the gdalwarp switches that put a raster on the
@@ -82,6 +87,12 @@ func (r *Raster) WarpInto(ctx context.Context, w Window, resampling string, buf 
 	if r.boxAverageOK(w, resampling) {
 		if cols, rows, ok := r.boxSpans(w); ok {
 			return r.boxAverage(ctx, w, cols, rows, buf)
+		}
+	}
+	if w.Exact && w.Shared != nil {
+		out, err := r.warpShared(ctx, w, resampling, buf)
+		if !errors.Is(err, errNotShareable) {
+			return out, err
 		}
 	}
 	return r.warpGDAL(ctx, w, resampling, buf)

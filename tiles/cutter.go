@@ -39,21 +39,24 @@ var CloudClasses = []int{3, 8, 9, 10}
 // Cutter cuts the chips of one grid from one opened scene. Like the scene's
 // rasters it belongs to one goroutine.
 type Cutter struct {
-	src     *ingest.Source
-	grid    *Grid
-	spec    mm.ChipSpec
-	opts    CutOptions
-	inputs  []inputPlan
-	scl     *ingest.Raster
-	sclIdx  int
-	toLL    *ingest.Transformer
-	edge    float64                   // see NewCutter
-	blocks  map[blockKey]*warpedBlock // the last window warped per raster, resampling, size and kind
-	near    map[mm.ChipID][4]float64  // EachOf's groups of nearby off-lattice chips: the window each shares
-	chip    map[blockKey][]float32    // the last chip's values per raster, resampling and size (reused)
-	invalid []bool                    // per pixel of an input: some band has no data (reused)
-	col0    int                       // the grid's first column and row: blocks count from there
-	row0    int
+	src    *ingest.Source
+	grid   *Grid
+	spec   mm.ChipSpec
+	opts   CutOptions
+	inputs []inputPlan
+	scl    *ingest.Raster
+	sclIdx int
+	toLL   *ingest.Transformer
+	// positions computed for one raster's exact warp, kept for the
+	// others of its CRS on the same window
+	positions *ingest.Positions
+	edge      float64                   // see NewCutter
+	blocks    map[blockKey]*warpedBlock // the last window warped per raster, resampling, size and kind
+	near      map[mm.ChipID][4]float64  // EachOf's groups of nearby off-lattice chips: the window each shares
+	chip      map[blockKey][]float32    // the last chip's values per raster, resampling and size (reused)
+	invalid   []bool                    // per pixel of an input: some band has no data (reused)
+	col0      int                       // the grid's first column and row: blocks count from there
+	row0      int
 }
 
 // Chips on the grid's lattice are warped a block at a time: one GDAL warp
@@ -156,6 +159,9 @@ func NewCutter(src *ingest.Source, grid *Grid, spec mm.ChipSpec, opts CutOptions
 	if c.toLL, err = ingest.NewTransformer(grid.EPSG, 4326); err != nil {
 		return nil, err
 	}
+	// the rasters of one CRS share the positions of a block (or probe
+	// group) window; a cutter works on one such window at a time
+	c.positions = ingest.NewPositions(4)
 	// Pixels with data lie inside the rasters' footprints, or within a
 	// chip pixel of their edges (an average over a pixel the edge
 	// crosses): a chip whose share inside (Grid.Inside) is under MinValid
@@ -210,12 +216,19 @@ func (c *Cutter) Close() {
 	if c.toLL != nil {
 		c.toLL.Close()
 	}
+	if c.positions != nil {
+		c.positions.Close()
+	}
 }
 
 // Window returns the grid window of a chip at the given size.
 func (c *Cutter) Window(id mm.ChipID, size int) ingest.Window {
 	// exact where chips of this size may come sliced from a larger window
-	return ingest.Window{EPSG: c.grid.EPSG, Bounds: id.Bounds(), Width: size, Height: size, Exact: BlockChips(size) > 1}
+	w := ingest.Window{EPSG: c.grid.EPSG, Bounds: id.Bounds(), Width: size, Height: size, Exact: BlockChips(size) > 1}
+	if w.Exact {
+		w.Shared = c.positions
+	}
+	return w
 }
 
 // Cut warps every input of the chip. skip is "" for a chip to score, or the
@@ -457,7 +470,7 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 			reuse = blk.vals
 			delete(c.blocks, key)
 		}
-		vals, err := r.WarpInto(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h, Exact: true}, alg, reuse)
+		vals, err := r.WarpInto(ctx, ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h, Exact: true, Shared: c.positions}, alg, reuse)
 		if err != nil {
 			return nil, err
 		}

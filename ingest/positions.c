@@ -1,0 +1,339 @@
+// Exact warps whose source positions are shared between the rasters of one
+// CRS (see positions.go for why and when).
+//
+// GDAL's transformer from window pixels to source pixels (its
+// "GenImgProj" transformer) takes three steps: window pixel -> window
+// georeferenced coordinates (the window's geotransform), reprojection into
+// the source CRS (PROJ), source georeferenced -> source pixel (the source's
+// inverse geotransform). Only the last step differs between two rasters of
+// the same CRS warped onto the same window, and the reprojection is nearly
+// all of the cost. So the positions after the second step are kept in a
+// table per window and source CRS, computed by the same transformer with
+// an identity source geotransform (so its last step changes nothing), and
+// each warp applies its own inverse geotransform to them with the same
+// arithmetic GDAL does. The kernel, options and everything else are
+// GDAL's, taken from the warped VRT gdalwarp makes with the same switches.
+
+// the inverse geotransform is applied as GDAL applies it: no fused
+// multiply-adds (x86-64 has none by default; other targets may)
+#pragma GCC optimize("fp-contract=off")
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cpl_error.h>
+#include <cpl_minixml.h>
+#include <cpl_string.h>
+#include <gdal_alg.h>
+#include <gdalwarper.h>
+
+#include "positions.h"
+
+struct mmPositions {
+	pthread_mutex_t mu;
+	int w, h;
+	double *gx, *gy;   // source georeferenced coordinates of pixel centres
+	unsigned char *st; // 0 not computed yet, 1 known, 2 the transformer failed
+	long filled;
+	void *georef;      // GenImgProj transformer with an identity source geotransform
+};
+
+// the transformer the warp kernel calls
+typedef struct {
+	mmPositions *p;
+	void *real;    // the warp's own transformer, for anything but pixel centres
+	double inv[6]; // the source's inverse geotransform
+	// scratch, grown as needed
+	int cap;
+	double *x, *y, *z;
+	int *ok;
+	long *at;
+} mmCached;
+
+struct mmWarp {
+	GDALDatasetH src;
+	GDALWarpOptions *wo;
+	void *real;
+	double inv[6];
+	double gt[6]; // the window's geotransform
+	char *wkt;    // the window's CRS
+};
+
+static void set_err(char *err, int errlen, const char *what) {
+	const char *msg = CPLGetLastErrorMsg();
+	if (msg != NULL && msg[0] != 0)
+		snprintf(err, errlen, "%s: %s", what, msg);
+	else
+		snprintf(err, errlen, "%s", what);
+}
+
+// parse_gt reads a geotransform as GDAL's deserializer does.
+static int parse_gt(const char *s, double gt[6]) {
+	return CPLsscanf(s, "%lf,%lf,%lf,%lf,%lf,%lf", gt, gt + 1, gt + 2, gt + 3, gt + 4, gt + 5) == 6;
+}
+
+mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, char **key, char *err, int errlen) {
+	CPLPushErrorHandler(CPLQuietErrorHandler);
+	CPLErrorReset();
+	mmWarp *wp = NULL;
+	CPLXMLNode *root = NULL, *georef = NULL;
+	*key = NULL;
+	char **md = GDALGetMetadata(vrt, "xml:VRT");
+	if (md == NULL || md[0] == NULL) {
+		set_err(err, errlen, "the warped VRT has no XML");
+		goto out;
+	}
+	root = CPLParseXMLString(md[0]);
+	CPLXMLNode *wo = root ? CPLGetXMLNode(root, "=VRTDataset.GDALWarpOptions") : NULL;
+	CPLXMLNode *gip = wo ? CPLGetXMLNode(wo, "Transformer.GenImgProjTransformer") : NULL;
+	const char *inv = gip ? CPLGetXMLValue(gip, "SrcInvGeoTransform", NULL) : NULL;
+	if (gip == NULL || inv == NULL || CPLGetXMLNode(gip, "DstGeoTransform") == NULL) {
+		set_err(err, errlen, "not an exact warp between geotransforms");
+		goto out;
+	}
+	// the source is the dataset already open, not a second open of its file
+	CPLXMLNode *sd = CPLGetXMLNode(wo, "SourceDataset");
+	if (sd != NULL) {
+		CPLRemoveXMLChild(wo, sd);
+		CPLDestroyXMLNode(sd);
+	}
+	wp = calloc(1, sizeof(*wp));
+	wp->src = src;
+	double sgt[6], own[6];
+	const char *sgts = CPLGetXMLValue(gip, "SrcGeoTransform", "");
+	if (!parse_gt(inv, wp->inv) || !parse_gt(sgts, sgt) || GDALGetGeoTransform(vrt, wp->gt) != CE_None ||
+	    GDALGetGeoTransform(src, own) != CE_None) {
+		set_err(err, errlen, "cannot read the geotransforms");
+		goto fail;
+	}
+	// gdalwarp may read an overview of the source (when it shrinks it):
+	// the warp is then of that overview, not of src
+	if (memcmp(sgt, own, sizeof(own)) != 0) {
+		set_err(err, errlen, "gdalwarp reads an overview of the source");
+		goto fail;
+	}
+	wp->wkt = CPLStrdup(GDALGetProjectionRef(vrt));
+	wp->wo = GDALDeserializeWarpOptions(wo);
+	if (wp->wo == NULL || wp->wo->pfnTransformer != GDALGenImgProjTransform) {
+		set_err(err, errlen, "cannot rebuild gdalwarp's warp options");
+		goto fail;
+	}
+	wp->real = wp->wo->pTransformerArg;
+	// the positions' name: this transformer with an identity source
+	// geotransform (window geotransform, both CRS and the reprojection's
+	// options all in it)
+	georef = CPLCloneXMLTree(gip);
+	CPLSetXMLValue(georef, "SrcGeoTransform", "0,1,0,0,0,1");
+	CPLSetXMLValue(georef, "SrcInvGeoTransform", "0,1,0,0,0,1");
+	*key = CPLSerializeXMLTree(georef);
+	goto out;
+fail:
+	mm_warp_free(wp);
+	wp = NULL;
+out:
+	if (georef)
+		CPLDestroyXMLNode(georef);
+	if (root)
+		CPLDestroyXMLNode(root);
+	CPLPopErrorHandler();
+	return wp;
+}
+
+void mm_warp_free(mmWarp *wp) {
+	if (wp == NULL)
+		return;
+	if (wp->real)
+		GDALDestroyTransformer(wp->real);
+	if (wp->wo) {
+		wp->wo->pTransformerArg = NULL;
+		GDALDestroyWarpOptions(wp->wo);
+	}
+	CPLFree(wp->wkt);
+	free(wp);
+}
+
+mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errlen) {
+	CPLPushErrorHandler(CPLQuietErrorHandler);
+	CPLErrorReset();
+	mmPositions *p = NULL;
+	CPLXMLNode *tree = CPLParseXMLString(key);
+	GDALTransformerFunc fn = NULL;
+	void *arg = NULL;
+	if (tree == NULL || GDALDeserializeTransformer(tree, &fn, &arg) != CE_None || fn != GDALGenImgProjTransform) {
+		set_err(err, errlen, "cannot rebuild the positions' transformer");
+		if (arg)
+			GDALDestroyTransformer(arg);
+		goto out;
+	}
+	p = calloc(1, sizeof(*p));
+	pthread_mutex_init(&p->mu, NULL);
+	p->w = w, p->h = h, p->georef = arg;
+	p->gx = malloc(sizeof(double) * w * h);
+	p->gy = malloc(sizeof(double) * w * h);
+	p->st = calloc((size_t)w * h, 1);
+	if (p->gx == NULL || p->gy == NULL || p->st == NULL) {
+		snprintf(err, errlen, "out of memory for %d x %d positions", w, h);
+		mm_positions_free(p);
+		p = NULL;
+	}
+out:
+	if (tree)
+		CPLDestroyXMLNode(tree);
+	CPLPopErrorHandler();
+	return p;
+}
+
+void mm_positions_free(mmPositions *p) {
+	if (p == NULL)
+		return;
+	if (p->georef)
+		GDALDestroyTransformer(p->georef);
+	free(p->gx);
+	free(p->gy);
+	free(p->st);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+long mm_positions_filled(mmPositions *p) {
+	pthread_mutex_lock(&p->mu);
+	long n = p->filled;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+static void grow(mmCached *c, int n) {
+	if (n <= c->cap)
+		return;
+	c->cap = n;
+	c->x = realloc(c->x, sizeof(double) * n);
+	c->y = realloc(c->y, sizeof(double) * n);
+	c->z = realloc(c->z, sizeof(double) * n);
+	c->ok = realloc(c->ok, sizeof(int) * n);
+	c->at = realloc(c->at, sizeof(long) * n);
+}
+
+// centre returns the table index of a window pixel centre, or -1.
+static long centre(const mmPositions *p, double x, double y) {
+	double fx = x - 0.5, fy = y - 0.5;
+	if (!(fx >= 0 && fy >= 0 && fx < p->w && fy < p->h))
+		return -1;
+	int ix = (int)fx, iy = (int)fy;
+	if (ix != fx || iy != fy)
+		return -1;
+	return (long)iy * p->w + ix;
+}
+
+static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double *y, double *z, int *ok) {
+	mmCached *c = arg;
+	if (!dstToSrc || n <= 0)
+		return GDALGenImgProjTransform(c->real, dstToSrc, n, x, y, z, ok);
+	mmPositions *p = c->p;
+	grow(c, n);
+	pthread_mutex_lock(&p->mu);
+	// the pixel centres not computed yet, through the georef transformer
+	int m = 0;
+	for (int i = 0; i < n; i++) {
+		long k = centre(p, x[i], y[i]);
+		if (k >= 0 && p->st[k] == 0) {
+			p->st[k] = 3; // taken by this batch
+			c->x[m] = x[i], c->y[m] = y[i], c->z[m] = 0, c->at[m] = k;
+			m++;
+		}
+	}
+	if (m > 0) {
+		GDALGenImgProjTransform(p->georef, TRUE, m, c->x, c->y, c->z, c->ok);
+		for (int j = 0; j < m; j++) {
+			long k = c->at[j];
+			p->gx[k] = c->x[j], p->gy[k] = c->y[j];
+			p->st[k] = c->ok[j] ? 1 : 2;
+		}
+		p->filled += m;
+	}
+	// every point: centres from the table, others by the real transformer
+	int o = 0;
+	for (int i = 0; i < n; i++) {
+		long k = centre(p, x[i], y[i]);
+		if (k < 0) {
+			c->at[o++] = i;
+			continue;
+		}
+		if (p->st[k] != 1) {
+			ok[i] = 0;
+			continue;
+		}
+		// GDAL's last step (GDALGenImgProjTransform), the same arithmetic
+		const double gx = p->gx[k], gy = p->gy[k];
+		x[i] = c->inv[0] + gx * c->inv[1] + gy * c->inv[2];
+		y[i] = c->inv[3] + gx * c->inv[4] + gy * c->inv[5];
+		ok[i] = 1;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (o > 0) {
+		for (int j = 0; j < o; j++) {
+			long i = c->at[j];
+			c->x[j] = x[i], c->y[j] = y[i], c->z[j] = z ? z[i] : 0;
+		}
+		GDALGenImgProjTransform(c->real, TRUE, o, c->x, c->y, c->z, c->ok);
+		for (int j = 0; j < o; j++) {
+			long i = c->at[j];
+			x[i] = c->x[j], y[i] = c->y[j], ok[i] = c->ok[j];
+			if (z)
+				z[i] = c->z[j];
+		}
+	}
+	return TRUE;
+}
+
+int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands, char *err, int errlen) {
+	CPLPushErrorHandler(CPLQuietErrorHandler);
+	CPLErrorReset();
+	int ok = 0;
+	mmCached c = {0};
+	GDALWarpOperationH op = NULL;
+	GDALDatasetH dst = GDALCreate(GDALGetDriverByName("MEM"), "", w, h, 0, GDT_Float32, NULL);
+	if (dst == NULL) {
+		set_err(err, errlen, "cannot create the window in memory");
+		goto out;
+	}
+	// the window's bands are out, band after band
+	for (int b = 0; b < bands; b++) {
+		char opt[64];
+		snprintf(opt, sizeof(opt), "DATAPOINTER=%p", (void *)(out + (size_t)b * w * h));
+		char *opts[] = {opt, NULL};
+		if (GDALAddBand(dst, GDT_Float32, opts) != CE_None) {
+			set_err(err, errlen, "cannot add a band to the window");
+			goto out;
+		}
+	}
+	GDALSetGeoTransform(dst, wp->gt);
+	GDALSetProjection(dst, wp->wkt);
+	c.p = p, c.real = wp->real;
+	memcpy(c.inv, wp->inv, sizeof(c.inv));
+	GDALWarpOptions *wo = GDALCloneWarpOptions(wp->wo);
+	wo->hSrcDS = wp->src;
+	wo->hDstDS = dst;
+	wo->pfnTransformer = mm_cached_transform;
+	wo->pTransformerArg = &c;
+	wo->pfnProgress = GDALDummyProgress;
+	wo->pProgressArg = NULL;
+	op = GDALCreateWarpOperation(wo);
+	if (op == NULL)
+		set_err(err, errlen, "cannot set up the warp");
+	else if (GDALChunkAndWarpImage(op, 0, 0, w, h) != CE_None)
+		set_err(err, errlen, "warp");
+	else
+		ok = 1;
+	GDALDestroyWarpOptions(wo);
+out:
+	if (op)
+		GDALDestroyWarpOperation(op);
+	if (dst)
+		GDALClose(dst);
+	free(c.x), free(c.y), free(c.z), free(c.ok), free(c.at);
+	CPLPopErrorHandler();
+	return ok;
+}

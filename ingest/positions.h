@@ -1,0 +1,31 @@
+// Exact warps whose per-pixel source positions are shared between rasters
+// (see positions.go).
+#ifndef MM_POSITIONS_H
+#define MM_POSITIONS_H
+
+#include <gdal.h>
+
+typedef struct mmPositions mmPositions;
+typedef struct mmWarp mmWarp;
+
+// mm_warp_prepare takes the warp options of vrt, a warped VRT that
+// gdalwarp made of src with the recipe's switches (-et 0), and makes them
+// warp src. *key (malloc'd) names the georeferenced positions the warp
+// needs: two warps with the same key share them. NULL on failure, with
+// the reason in err.
+mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, char **key, char *err, int errlen);
+
+// mm_positions_new makes an empty table of the positions named by key for
+// a w x h window; NULL on failure, with the reason in err.
+mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errlen);
+void mm_positions_free(mmPositions *p);
+// mm_positions_filled counts the window pixels whose position is known.
+long mm_positions_filled(mmPositions *p);
+
+// mm_warp_run warps into out (bands of w x h Float32, band after band)
+// with the positions of p, computing those not yet known. 0 on failure,
+// with the reason in err.
+int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands, char *err, int errlen);
+void mm_warp_free(mmWarp *wp);
+
+#endif

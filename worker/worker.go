@@ -365,12 +365,26 @@ func truncate(s string, n int) string {
 }
 
 // Enqueue publishes a scene job with the scene id as Nats-Msg-Id and
-// reports whether the stream already held it.
+// reports whether the stream already held it. A new job gets an
+// "accepted" event, unless a worker has already reported on it (a worker
+// can take, and finish, the scene before that event is published: the
+// scene's last event must stay the worker's).
 func Enqueue(ctx context.Context, js jetstream.JetStream, cfg Config, sc *mm.Scene) (duplicate bool, err error) {
 	cfg.defaults()
 	data, err := json.Marshal(sc)
 	if err != nil {
 		return false, err
+	}
+	// the scene's last event before the job: "accepted" goes after it only
+	var last uint64
+	if events, err := js.Stream(ctx, EventsStream); err == nil {
+		m, err := events.GetLastMsgForSubject(ctx, cfg.events(sc.ID))
+		switch {
+		case err == nil:
+			last = m.Sequence
+		case !errors.Is(err, jetstream.ErrMsgNotFound):
+			return false, fmt.Errorf("worker: enqueue %s: events: %w", sc.ID, err)
+		}
 	}
 	ack, err := js.Publish(ctx, cfg.scenes(), data, jetstream.WithMsgID(sc.ID))
 	if err != nil {
@@ -378,7 +392,10 @@ func Enqueue(ctx context.Context, js jetstream.JetStream, cfg Config, sc *mm.Sce
 	}
 	if !ack.Duplicate {
 		ev, _ := json.Marshal(Event{Scene: sc.ID, Event: "accepted", Time: time.Now().UTC()})
-		if _, err := js.Publish(ctx, cfg.events(sc.ID), ev); err != nil {
+		var apiErr *jetstream.APIError
+		_, err := js.Publish(ctx, cfg.events(sc.ID), ev, jetstream.WithExpectLastSequencePerSubject(last))
+		if err != nil && !(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
 			return false, fmt.Errorf("worker: enqueue %s: event: %w", sc.ID, err)
 		}
 	}

@@ -127,6 +127,12 @@ func TestWorkerEndToEnd(t *testing.T) {
 	if dup, err := Enqueue(ctx, js, cfg, res.Scene); err != nil || !dup {
 		t.Fatalf("second enqueue of the same scene: duplicate %v, %v", dup, err)
 	}
+	if e := lastEvent(t, js, "worker-test"); e.Event != "accepted" {
+		t.Errorf("last event after enqueue %+v, want accepted (once)", e)
+	}
+	if n := len(messages(t, js, EventsStream, "methanemap.events.worker-test")); n != 1 {
+		t.Errorf("%d events after enqueueing twice, want 1 accepted", n)
+	}
 	if _, err := js.Publish(ctx, "methanemap.scenes", []byte("this is not a scene"), jetstream.WithMsgID("poison")); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +198,32 @@ func lastEvent(t *testing.T, js jetstream.JetStream, scene string) Event {
 		json.Unmarshal(evs[len(evs)-1].Data(), &e)
 	}
 	return e
+}
+
+// TestEnqueueAfterEvents: a scene enqueued again (after the dedupe
+// window) once workers have reported on it gets its "accepted" event
+// after theirs; Enqueue leaves out the event only when a worker reports
+// between its look at the scene's last event and the event.
+func TestEnqueueAfterEvents(t *testing.T) {
+	js := embedded(t)
+	ctx := context.Background()
+	cfg := Config{}
+	if _, err := EnsureStreams(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	sc := &mm.Scene{ID: "reported", Assets: map[mm.Sensor]mm.Asset{mm.NAIP: {Href: "/nowhere/naip.tif"}}}
+	for _, ev := range []string{"done", "started"} {
+		data, _ := json.Marshal(Event{Scene: sc.ID, Event: ev})
+		if _, err := js.Publish(ctx, "methanemap.events.reported", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Enqueue(ctx, js, cfg, sc); err != nil {
+		t.Fatal(err)
+	}
+	if e := lastEvent(t, js, "reported"); e.Event != "accepted" {
+		t.Errorf("last event %+v, want accepted", e)
+	}
 }
 
 // TestShutdownGrace stops a worker while it holds a scene. A scene that

@@ -14,10 +14,6 @@
 // arithmetic GDAL does. The kernel, options and everything else are
 // GDAL's, taken from the warped VRT gdalwarp makes with the same switches.
 
-// the inverse geotransform is applied as GDAL applies it: no fused
-// multiply-adds (x86-64 has none by default; other targets may)
-#pragma GCC optimize("fp-contract=off")
-
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -75,7 +71,7 @@ static int parse_gt(const char *s, double gt[6]) {
 	return CPLsscanf(s, "%lf,%lf,%lf,%lf,%lf,%lf", gt, gt + 1, gt + 2, gt + 3, gt + 4, gt + 5) == 6;
 }
 
-mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, char **key, char *err, int errlen) {
+mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, char **key, char *err, int errlen) {
 	CPLPushErrorHandler(CPLQuietErrorHandler);
 	CPLErrorReset();
 	mmWarp *wp = NULL;
@@ -94,6 +90,12 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, char **key, char *er
 		set_err(err, errlen, "not an exact warp between geotransforms");
 		goto out;
 	}
+	// without reprojection there is nothing worth sharing, and GDAL's
+	// warper spots pure translations only with its own transformer
+	if (CPLGetXMLNode(gip, "ReprojectTransformer") == NULL) {
+		snprintf(err, errlen, "no reprojection");
+		goto out;
+	}
 	// the source is the dataset already open, not a second open of its file
 	CPLXMLNode *sd = CPLGetXMLNode(wo, "SourceDataset");
 	if (sd != NULL) {
@@ -101,6 +103,10 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, char **key, char *er
 		CPLDestroyXMLNode(sd);
 	}
 	wp = calloc(1, sizeof(*wp));
+	if (wp == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	wp->src = src;
 	double sgt[6], own[6];
 	const char *sgts = CPLGetXMLValue(gip, "SrcGeoTransform", "");
@@ -117,11 +123,23 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, char **key, char *er
 	}
 	wp->wkt = CPLStrdup(GDALGetProjectionRef(vrt));
 	wp->wo = GDALDeserializeWarpOptions(wo);
+	if (wp->wo != NULL) {
+		wp->real = wp->wo->pTransformerArg; // ours to destroy, whatever it is
+		wp->wo->pTransformerArg = NULL;
+	}
 	if (wp->wo == NULL || wp->wo->pfnTransformer != GDALGenImgProjTransform) {
 		set_err(err, errlen, "cannot rebuild gdalwarp's warp options");
 		goto fail;
 	}
-	wp->real = wp->wo->pTransformerArg;
+	// a vertical shift uses the transformed z, which the table does not keep
+	if (CSLFetchNameValue(wp->wo->papszWarpOptions, "APPLY_VERTICAL_SHIFT") != NULL) {
+		snprintf(err, errlen, "vertical shift");
+		goto fail;
+	}
+	// the VRT keeps the memory limit with 6 digits: gdalwarp's own
+	wp->wo->dfWarpMemoryLimit = memoryLimit;
+	// one thread: the kernel would clone the transformer for more
+	wp->wo->papszWarpOptions = CSLSetNameValue(wp->wo->papszWarpOptions, "NUM_THREADS", "1");
 	// the positions' name: this transformer with an identity source
 	// geotransform (window geotransform, both CRS and the reprojection's
 	// options all in it)
@@ -147,10 +165,8 @@ void mm_warp_free(mmWarp *wp) {
 		return;
 	if (wp->real)
 		GDALDestroyTransformer(wp->real);
-	if (wp->wo) {
-		wp->wo->pTransformerArg = NULL;
+	if (wp->wo)
 		GDALDestroyWarpOptions(wp->wo);
-	}
 	CPLFree(wp->wkt);
 	free(wp);
 }
@@ -169,6 +185,11 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 		goto out;
 	}
 	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		snprintf(err, errlen, "out of memory");
+		GDALDestroyTransformer(arg);
+		goto out;
+	}
 	pthread_mutex_init(&p->mu, NULL);
 	p->w = w, p->h = h, p->georef = arg;
 	p->gx = malloc(sizeof(double) * w * h);
@@ -205,15 +226,17 @@ long mm_positions_filled(mmPositions *p) {
 	return n;
 }
 
-static void grow(mmCached *c, int n) {
+static int grow(mmCached *c, int n) {
 	if (n <= c->cap)
-		return;
-	c->cap = n;
-	c->x = realloc(c->x, sizeof(double) * n);
-	c->y = realloc(c->y, sizeof(double) * n);
-	c->z = realloc(c->z, sizeof(double) * n);
-	c->ok = realloc(c->ok, sizeof(int) * n);
-	c->at = realloc(c->at, sizeof(long) * n);
+		return 1;
+	free(c->x), free(c->y), free(c->z), free(c->ok), free(c->at);
+	c->x = malloc(sizeof(double) * n);
+	c->y = malloc(sizeof(double) * n);
+	c->z = malloc(sizeof(double) * n);
+	c->ok = malloc(sizeof(int) * n);
+	c->at = malloc(sizeof(long) * n);
+	c->cap = (c->x && c->y && c->z && c->ok && c->at) ? n : 0;
+	return c->cap > 0;
 }
 
 // centre returns the table index of a window pixel centre, or -1.
@@ -232,7 +255,10 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 	if (!dstToSrc || n <= 0)
 		return GDALGenImgProjTransform(c->real, dstToSrc, n, x, y, z, ok);
 	mmPositions *p = c->p;
-	grow(c, n);
+	if (!grow(c, n)) {
+		CPLError(CE_Failure, CPLE_OutOfMemory, "out of memory for %d positions", n);
+		return FALSE;
+	}
 	pthread_mutex_lock(&p->mu);
 	// the pixel centres not computed yet, through the georef transformer
 	int m = 0;
@@ -265,10 +291,9 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 			ok[i] = 0;
 			continue;
 		}
-		// GDAL's last step (GDALGenImgProjTransform), the same arithmetic
-		const double gx = p->gx[k], gy = p->gy[k];
-		x[i] = c->inv[0] + gx * c->inv[1] + gy * c->inv[2];
-		y[i] = c->inv[3] + gx * c->inv[4] + gy * c->inv[5];
+		// GDAL's last step (GDALGenImgProjTransform): the same expression,
+		// compiled in libgdal with the same flags
+		GDALApplyGeoTransform(c->inv, p->gx[k], p->gy[k], x + i, y + i);
 		ok[i] = 1;
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -277,7 +302,8 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 			long i = c->at[j];
 			c->x[j] = x[i], c->y[j] = y[i], c->z[j] = z ? z[i] : 0;
 		}
-		GDALGenImgProjTransform(c->real, TRUE, o, c->x, c->y, c->z, c->ok);
+		if (!GDALGenImgProjTransform(c->real, TRUE, o, c->x, c->y, c->z, c->ok))
+			return FALSE;
 		for (int j = 0; j < o; j++) {
 			long i = c->at[j];
 			x[i] = c->x[j], y[i] = c->y[j], ok[i] = c->ok[j];

@@ -5,6 +5,7 @@ package ingest
 /*
 #cgo pkg-config: gdal
 #include <stdlib.h>
+#include <cpl_vsi.h>
 #include "positions.h"
 */
 import "C"
@@ -163,6 +164,12 @@ func (r *Raster) warpShared(ctx context.Context, w Window, resampling string, bu
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// GDAL's nearest and bilinear kernels ask for the positions of pixel
+	// centres, which the table keeps; its average kernel asks for pixel
+	// corners
+	if resampling != Nearest && resampling != Bilinear {
+		return nil, fmt.Errorf("%w: %s resampling", errNotShareable, resampling)
+	}
 	ec := &errCollector{remote: r.remote}
 	sw := append([]string{"-of", "VRT"}, w.WarpSwitches(resampling)...)
 	vrt, err := r.ds.Warp("", sw, godal.ErrLogger(ec.handler()))
@@ -177,20 +184,20 @@ func (r *Raster) warpShared(ctx context.Context, w Window, resampling string, bu
 	if !ok1 || !ok2 {
 		return nil, fmt.Errorf("%w: godal's dataset handle is not where it was", errNotShareable)
 	}
-	wp := C.mm_warp_prepare(hsrc, hvrt, &ckey, &cerr[0], C.int(len(cerr)))
+	wp := C.mm_warp_prepare(hsrc, hvrt, C.double(warpMemoryMB<<20), &ckey, &cerr[0], C.int(len(cerr)))
 	if wp == nil {
 		return nil, fmt.Errorf("%w: %s", errNotShareable, C.GoString(&cerr[0]))
 	}
 	defer C.mm_warp_free(wp)
 	key := C.GoString(ckey)
-	C.free(unsafe.Pointer(ckey))
+	C.VSIFree(unsafe.Pointer(ckey))
 	t, err := w.Shared.acquire(key, w.Width, w.Height)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNotShareable, err)
 	}
 	defer w.Shared.release(t)
 	n := len(r.Bands) * w.Width * w.Height
-	if vrt.Structure().NBands != len(r.Bands) {
+	if n == 0 || vrt.Structure().NBands != len(r.Bands) {
 		return nil, fmt.Errorf("%w: gdalwarp made %d bands of %s's %d", errNotShareable, vrt.Structure().NBands, r.Field, len(r.Bands))
 	}
 	if cap(buf) < n {

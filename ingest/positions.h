@@ -11,9 +11,11 @@ typedef struct mmWarp mmWarp;
 // mm_warp_prepare takes the warp options of vrt, a warped VRT that
 // gdalwarp made of src with the recipe's switches (-et 0), and makes them
 // warp src. *key (malloc'd) names the georeferenced positions the warp
-// needs: two warps with the same key share them. NULL on failure, with
-// the reason in err.
-mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, char **key, char *err, int errlen);
+// needs: two warps with the same key share them (free it with CPLFree).
+// memoryLimit is gdalwarp's -wm in bytes. NULL when the warp cannot share
+// positions (no reprojection, an overview, a vertical shift...), with the
+// reason in err.
+mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, char **key, char *err, int errlen);
 
 // mm_positions_new makes an empty table of the positions named by key for
 // a w x h window; NULL on failure, with the reason in err.

@@ -47,7 +47,7 @@ func TestSharedPositionsMatchGDALWarp(t *testing.T) {
 		name  string
 		path  string
 		alg   string
-		group string // rasters of one group share positions
+		group string // rasters of one group share positions; "": none kept
 		bands int
 	}
 	rasters := []raster{
@@ -56,11 +56,15 @@ func TestSharedPositionsMatchGDALWarp(t *testing.T) {
 		{"20 m UInt16, nodata", write("s20.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 2, "UInt16", &zero), Bilinear, "32615", 2},
 		{"60 m UInt16", write("s60.tif", 32615, [6]float64{x0 - 300, 60, 0, y0 + 300, 0, -60}, 60, 55, 2, "UInt16", nil), Bilinear, "32615", 2},
 		{"20 m Byte, nearest", write("scl.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 1, "Byte", &zero), Nearest, "32615", 1},
+		// not shared: average (GDAL's kernel transforms pixel corners), and
+		// a raster in the window's CRS (no reprojection: nothing to share)
+		{"20 m UInt16, average", write("avg.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 2, "UInt16", &zero), Average, "", 2},
+		{"window's CRS, 20 m, shifted", write("same.tif", 26915, [6]float64{x0 - 295, 20, 0, y0 + 305, 0, -20}, 180, 165, 2, "UInt16", &zero), Bilinear, "", 2},
 		// lon/lat (Sentinel-1 GRD's)
 		{"EPSG:4326 Float32", write("s1.tif", 4326, [6]float64{ll[0][0], 0.0001, 0, ll[0][1], 0, -0.00009}, 400, 380, 2, "Float32", nil), Bilinear, "4326", 2},
 	}
 	sceneOf := func(rr raster) *mm.Scene {
-		if rr.group == "4326" {
+		if rr.group == "4326" || rr.name == "window's CRS, 20 m, shifted" {
 			return scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: rr.path, Bands: []string{"VV", "VH"}}})
 		}
 		return scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: rr.path, Bands: []string{"red", "green", "blue", "nir"}[:rr.bands]}})
@@ -88,7 +92,9 @@ func TestSharedPositionsMatchGDALWarp(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s, %s: %v", wd.what, rr.name, err)
 			}
-			groups[rr.group] = true
+			if rr.group != "" {
+				groups[rr.group] = true
+			}
 			// every window pixel's position is kept once per source CRS
 			if f, want := shared.Filled(), len(groups)*wd.px*wd.px; f != want {
 				t.Errorf("%s, %s: %d positions kept, want %d (one per pixel and source CRS)", wd.what, rr.name, f, want)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cpl_error.h>
 #include <cpl_minixml.h>
@@ -34,6 +35,11 @@ struct mmPositions {
 	double *gx, *gy;   // source georeferenced coordinates of pixel centres
 	unsigned char *st; // 0 not computed yet, 1 known, 2 the transformer failed
 	long filled;
+	// gx, gy and st live in one mapping of their own: freed, its pages go
+	// back to the system at once (from malloc, megabytes freed between
+	// GDAL's blocks stayed in the heap: +40 MiB peak on a 20 km scene)
+	void *mem;
+	size_t bytes;
 	void *georef;      // GenImgProj transformer with an identity source geotransform
 };
 
@@ -192,10 +198,17 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 	}
 	pthread_mutex_init(&p->mu, NULL);
 	p->w = w, p->h = h, p->georef = arg;
-	p->gx = malloc(sizeof(double) * w * h);
-	p->gy = malloc(sizeof(double) * w * h);
-	p->st = calloc((size_t)w * h, 1);
-	if (p->gx == NULL || p->gy == NULL || p->st == NULL) {
+	size_t n = (size_t)w * h;
+	p->bytes = n * (2 * sizeof(double) + 1);
+	p->mem = mmap(NULL, p->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->mem != MAP_FAILED) { // zero-filled: every st "not computed yet"
+		p->gx = p->mem;
+		p->gy = p->gx + n;
+		p->st = (unsigned char *)(p->gy + n);
+	} else {
+		p->mem = NULL;
+	}
+	if (p->mem == NULL) {
 		snprintf(err, errlen, "out of memory for %d x %d positions", w, h);
 		mm_positions_free(p);
 		p = NULL;
@@ -212,9 +225,8 @@ void mm_positions_free(mmPositions *p) {
 		return;
 	if (p->georef)
 		GDALDestroyTransformer(p->georef);
-	free(p->gx);
-	free(p->gy);
-	free(p->st);
+	if (p->mem)
+		munmap(p->mem, p->bytes);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 }

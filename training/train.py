@@ -193,7 +193,11 @@ def main():
     with open(args.card) as f:
         template = f.read()
     card = yaml.safe_load(template)
-    header = [l for l in template.splitlines() if l.startswith("#")]
+    # the template's comments, without the line a previous run added
+    # (a card trained again from itself would pile them up)
+    header = [l for l in template.splitlines() if l.startswith("#") and not l.startswith("# Written by training/train.py")]
+    while header and header[-1] == "#":
+        header.pop()
     inputs = card["chip"]["inputs"]
     if len(inputs) != 1:
         sys.exit("train.py: cards with one stacked input are supported")

@@ -46,20 +46,19 @@ struct mmPositions {
 // the transformer the warp kernel calls
 typedef struct {
 	mmPositions *p;
-	void *real;    // the warp's own transformer, for anything but pixel centres
-	double inv[6]; // the source's inverse geotransform
+	double gt[6], inv[6]; // the source's geotransform and its inverse
 	// scratch, grown as needed
 	int cap;
 	double *x, *y, *z;
 	int *ok;
 	long *at;
+	long *k; // per point: its pixel centre in the table, or -1
 } mmCached;
 
 struct mmWarp {
 	GDALDatasetH src;
 	GDALWarpOptions *wo;
-	void *real;
-	double inv[6];
+	double sgt[6], inv[6]; // the source's geotransform and its inverse
 	double gt[6]; // the window's geotransform
 	char *wkt;    // the window's CRS
 };
@@ -114,26 +113,32 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, 
 		goto out;
 	}
 	wp->src = src;
-	double sgt[6], own[6];
+	double own[6];
 	const char *sgts = CPLGetXMLValue(gip, "SrcGeoTransform", "");
-	if (!parse_gt(inv, wp->inv) || !parse_gt(sgts, sgt) || GDALGetGeoTransform(vrt, wp->gt) != CE_None ||
+	if (!parse_gt(inv, wp->inv) || !parse_gt(sgts, wp->sgt) || GDALGetGeoTransform(vrt, wp->gt) != CE_None ||
 	    GDALGetGeoTransform(src, own) != CE_None) {
 		set_err(err, errlen, "cannot read the geotransforms");
 		goto fail;
 	}
 	// gdalwarp may read an overview of the source (when it shrinks it):
 	// the warp is then of that overview, not of src
-	if (memcmp(sgt, own, sizeof(own)) != 0) {
+	if (memcmp(wp->sgt, own, sizeof(own)) != 0) {
 		set_err(err, errlen, "gdalwarp reads an overview of the source");
 		goto fail;
 	}
 	wp->wkt = CPLStrdup(GDALGetProjectionRef(vrt));
+	// the positions' name: this transformer with an identity source
+	// geotransform (window geotransform, both CRS and the reprojection's
+	// options all in it); every position of the warp comes from it
+	georef = CPLCloneXMLTree(gip);
+	CPLSetXMLValue(georef, "SrcGeoTransform", "0,1,0,0,0,1");
+	CPLSetXMLValue(georef, "SrcInvGeoTransform", "0,1,0,0,0,1");
+	// so the options are read without it (building it again costs ~3 ms)
+	CPLXMLNode *tr = CPLGetXMLNode(wo, "Transformer");
+	CPLRemoveXMLChild(wo, tr);
+	CPLDestroyXMLNode(tr);
 	wp->wo = GDALDeserializeWarpOptions(wo);
-	if (wp->wo != NULL) {
-		wp->real = wp->wo->pTransformerArg; // ours to destroy, whatever it is
-		wp->wo->pTransformerArg = NULL;
-	}
-	if (wp->wo == NULL || wp->wo->pfnTransformer != GDALGenImgProjTransform) {
+	if (wp->wo == NULL) {
 		set_err(err, errlen, "cannot rebuild gdalwarp's warp options");
 		goto fail;
 	}
@@ -146,12 +151,6 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, 
 	wp->wo->dfWarpMemoryLimit = memoryLimit;
 	// one thread: the kernel would clone the transformer for more
 	wp->wo->papszWarpOptions = CSLSetNameValue(wp->wo->papszWarpOptions, "NUM_THREADS", "1");
-	// the positions' name: this transformer with an identity source
-	// geotransform (window geotransform, both CRS and the reprojection's
-	// options all in it)
-	georef = CPLCloneXMLTree(gip);
-	CPLSetXMLValue(georef, "SrcGeoTransform", "0,1,0,0,0,1");
-	CPLSetXMLValue(georef, "SrcInvGeoTransform", "0,1,0,0,0,1");
 	*key = CPLSerializeXMLTree(georef);
 	goto out;
 fail:
@@ -169,8 +168,6 @@ out:
 void mm_warp_free(mmWarp *wp) {
 	if (wp == NULL)
 		return;
-	if (wp->real)
-		GDALDestroyTransformer(wp->real);
 	if (wp->wo)
 		GDALDestroyWarpOptions(wp->wo);
 	CPLFree(wp->wkt);
@@ -241,13 +238,14 @@ long mm_positions_filled(mmPositions *p) {
 static int grow(mmCached *c, int n) {
 	if (n <= c->cap)
 		return 1;
-	free(c->x), free(c->y), free(c->z), free(c->ok), free(c->at);
+	free(c->x), free(c->y), free(c->z), free(c->ok), free(c->at), free(c->k);
+	c->k = malloc(sizeof(long) * n);
 	c->x = malloc(sizeof(double) * n);
 	c->y = malloc(sizeof(double) * n);
 	c->z = malloc(sizeof(double) * n);
 	c->ok = malloc(sizeof(int) * n);
 	c->at = malloc(sizeof(long) * n);
-	c->cap = (c->x && c->y && c->z && c->ok && c->at) ? n : 0;
+	c->cap = (c->x && c->y && c->z && c->ok && c->at && c->k) ? n : 0;
 	return c->cap > 0;
 }
 
@@ -262,67 +260,77 @@ static long centre(const mmPositions *p, double x, double y) {
 	return (long)iy * p->w + ix;
 }
 
+// mm_cached_transform is the warp's transformer: GDALGenImgProjTransform
+// with the source's geotransform, in two parts. The positions in the
+// source CRS come from the table for pixel centres (computed once), from
+// the table's transformer otherwise; the source's geotransform is applied
+// apart, as GDAL applies it (GDALApplyGeoTransform is the same expression,
+// compiled in the same file of libgdal).
 static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double *y, double *z, int *ok) {
 	mmCached *c = arg;
-	if (!dstToSrc || n <= 0)
-		return GDALGenImgProjTransform(c->real, dstToSrc, n, x, y, z, ok);
 	mmPositions *p = c->p;
+	if (n <= 0)
+		return TRUE;
 	if (!grow(c, n)) {
 		CPLError(CE_Failure, CPLE_OutOfMemory, "out of memory for %d positions", n);
 		return FALSE;
 	}
+	if (!dstToSrc) { // source pixels -> window pixels
+		for (int i = 0; i < n; i++)
+			if (x[i] != HUGE_VAL && y[i] != HUGE_VAL)
+				GDALApplyGeoTransform(c->gt, x[i], y[i], x + i, y + i);
+		pthread_mutex_lock(&p->mu);
+		int r = GDALGenImgProjTransform(p->georef, FALSE, n, x, y, z, ok);
+		pthread_mutex_unlock(&p->mu);
+		return r;
+	}
 	pthread_mutex_lock(&p->mu);
-	// the pixel centres not computed yet, through the georef transformer
+	// the pixel centres not computed yet, and the points that are not
+	// pixel centres, through the table's transformer
 	int m = 0;
 	for (int i = 0; i < n; i++) {
-		long k = centre(p, x[i], y[i]);
-		if (k >= 0 && p->st[k] == 0) {
-			p->st[k] = 3; // taken by this batch
-			c->x[m] = x[i], c->y[m] = y[i], c->z[m] = 0, c->at[m] = k;
+		long k = c->k[i] = centre(p, x[i], y[i]);
+		if (k < 0 || p->st[k] == 0) {
+			if (k >= 0)
+				p->st[k] = 3; // taken by this batch
+			c->x[m] = x[i], c->y[m] = y[i], c->z[m] = z ? z[i] : 0, c->at[m] = k >= 0 ? k : -1 - i;
 			m++;
 		}
 	}
-	if (m > 0) {
-		GDALGenImgProjTransform(p->georef, TRUE, m, c->x, c->y, c->z, c->ok);
-		for (int j = 0; j < m; j++) {
-			long k = c->at[j];
+	if (m > 0 && !GDALGenImgProjTransform(p->georef, TRUE, m, c->x, c->y, c->z, c->ok)) {
+		for (int j = 0; j < m; j++)
+			if (c->at[j] >= 0)
+				p->st[c->at[j]] = 0;
+		pthread_mutex_unlock(&p->mu);
+		return FALSE;
+	}
+	for (int j = 0; j < m; j++) {
+		long k = c->at[j];
+		if (k >= 0) {
 			p->gx[k] = c->x[j], p->gy[k] = c->y[j];
 			p->st[k] = c->ok[j] ? 1 : 2;
-		}
-		p->filled += m;
-	}
-	// every point: centres from the table, others by the real transformer
-	int o = 0;
-	for (int i = 0; i < n; i++) {
-		long k = centre(p, x[i], y[i]);
-		if (k < 0) {
-			c->at[o++] = i;
-			continue;
-		}
-		if (p->st[k] != 1) {
-			ok[i] = 0;
-			continue;
-		}
-		// GDAL's last step (GDALGenImgProjTransform): the same expression,
-		// compiled in libgdal with the same flags
-		GDALApplyGeoTransform(c->inv, p->gx[k], p->gy[k], x + i, y + i);
-		ok[i] = 1;
-	}
-	pthread_mutex_unlock(&p->mu);
-	if (o > 0) {
-		for (int j = 0; j < o; j++) {
-			long i = c->at[j];
-			c->x[j] = x[i], c->y[j] = y[i], c->z[j] = z ? z[i] : 0;
-		}
-		if (!GDALGenImgProjTransform(c->real, TRUE, o, c->x, c->y, c->z, c->ok))
-			return FALSE;
-		for (int j = 0; j < o; j++) {
-			long i = c->at[j];
-			x[i] = c->x[j], y[i] = c->y[j], ok[i] = c->ok[j];
+			p->filled++;
+		} else { // not a centre: straight to the point
+			long i = -1 - k;
+			ok[i] = c->ok[j];
+			if (ok[i])
+				GDALApplyGeoTransform(c->inv, c->x[j], c->y[j], x + i, y + i);
 			if (z)
 				z[i] = c->z[j];
 		}
 	}
+	for (int i = 0; i < n; i++) {
+		long k = c->k[i]; // x, y of other points are source pixels by now
+		if (k < 0)
+			continue;
+		if (p->st[k] != 1) {
+			ok[i] = 0;
+			continue;
+		}
+		GDALApplyGeoTransform(c->inv, p->gx[k], p->gy[k], x + i, y + i);
+		ok[i] = 1;
+	}
+	pthread_mutex_unlock(&p->mu);
 	return TRUE;
 }
 
@@ -349,7 +357,8 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 	}
 	GDALSetGeoTransform(dst, wp->gt);
 	GDALSetProjection(dst, wp->wkt);
-	c.p = p, c.real = wp->real;
+	c.p = p;
+	memcpy(c.gt, wp->sgt, sizeof(c.gt));
 	memcpy(c.inv, wp->inv, sizeof(c.inv));
 	GDALWarpOptions *wo = GDALCloneWarpOptions(wp->wo);
 	wo->hSrcDS = wp->src;
@@ -371,7 +380,7 @@ out:
 		GDALDestroyWarpOperation(op);
 	if (dst)
 		GDALClose(dst);
-	free(c.x), free(c.y), free(c.z), free(c.ok), free(c.at);
+	free(c.x), free(c.y), free(c.z), free(c.ok), free(c.at), free(c.k);
 	CPLPopErrorHandler();
 	return ok;
 }

@@ -117,16 +117,18 @@ func BenchmarkChipBuilding(b *testing.B) {
 // blockWindows are the windows the cutter warps for the grid's blocks of
 // chips of size pixels.
 func blockWindows(c *Cutter, grid *Grid, size int) []ingest.Window {
-	n := c.block(size)
+	pixel := float64(grid.FootprintM) / float64(size)
 	seen := map[[2]int]bool{}
 	var out []ingest.Window
 	for _, id := range grid.Chips {
 		bc, br := c.BlockOf(id, size)
-		if seen[[2]int{bc, br}] {
+		if c.unread(id) || seen[[2]int{bc, br}] {
 			continue
 		}
 		seen[[2]int{bc, br}] = true
-		out = append(out, ingest.Window{EPSG: grid.EPSG, Bounds: c.BlockBounds(bc, br, size), Width: n * size, Height: n * size, Exact: true})
+		b := c.BlockBounds(bc, br, size)
+		w, h := int(math.Round((b[2]-b[0])/pixel)), int(math.Round((b[3]-b[1])/pixel))
+		out = append(out, ingest.Window{EPSG: grid.EPSG, Bounds: b, Width: w, Height: h, Exact: true})
 	}
 	return out
 }

@@ -49,15 +49,17 @@ type Cutter struct {
 	toLL   *ingest.Transformer
 	// positions computed for one raster's exact warp, kept for the
 	// others of its CRS on the same window
-	positions  *ingest.Positions
-	crsRasters map[int]int               // rasters per EPSG code
-	edge       float64                   // see NewCutter
-	blocks     map[blockKey]*warpedBlock // the last window warped per raster, resampling, size and kind
-	near       map[mm.ChipID][4]float64  // EachOf's groups of nearby off-lattice chips: the window each shares
-	chip       map[blockKey][]float32    // the last chip's values per raster, resampling and size (reused)
-	invalid    []bool                    // per pixel of an input: some band has no data (reused)
-	col0       int                       // the grid's first column and row: blocks count from there
-	row0       int
+	positions *ingest.Positions
+	// per input size, per block: the lattice cells of the chips it serves
+	blockExtents map[int]map[[2]int][4]int
+	crsRasters   map[int]int               // rasters per EPSG code
+	edge         float64                   // see NewCutter
+	blocks       map[blockKey]*warpedBlock // the last window warped per raster, resampling, size and kind
+	near         map[mm.ChipID][4]float64  // EachOf's groups of nearby off-lattice chips: the window each shares
+	chip         map[blockKey][]float32    // the last chip's values per raster, resampling and size (reused)
+	invalid      []bool                    // per pixel of an input: some band has no data (reused)
+	col0         int                       // the grid's first column and row: blocks count from there
+	row0         int
 }
 
 // Chips on the grid's lattice are warped a block at a time: one GDAL warp
@@ -249,8 +251,8 @@ func (c *Cutter) Cut(ctx context.Context, id mm.ChipID) (chip mm.Chip, skip stri
 		return chip, "", err
 	}
 	// a chip mostly off the rasters would be skipped: skip it unread
-	if inside := c.grid.Inside(id); inside < c.opts.MinValid-c.edge {
-		chip.ValidFraction = inside
+	if c.unread(id) {
+		chip.ValidFraction = c.grid.Inside(id)
 		return chip, SkipNodata, nil
 	}
 	for _, plan := range c.inputs {
@@ -411,18 +413,57 @@ func (c *Cutter) onLattice(id mm.ChipID) bool {
 	return id.EPSG == c.grid.EPSG && id.Footprint == c.grid.FootprintM && id.Stride == c.grid.StrideM && c.grid.StrideM == c.grid.FootprintM
 }
 
-// BlockBounds is the window [minX, minY, maxX, maxY] of a block of
-// lattice chips (see BlockOf) for an input of size pixels: its chips
-// bc·n..bc·n+n-1 west to east and br·n..br·n+n-1 northwards.
+// BlockBounds is the window [minX, minY, maxX, maxY] warped for a block
+// of lattice chips (see BlockOf) for an input of size pixels: of its
+// chips bc·n..bc·n+n-1 west to east and br·n..br·n+n-1 northwards, the
+// box around those of the grid that are read (not skipped unread); at a
+// grid's edges a block is seldom full (a 5 km scene's 7 x 7 chips in an
+// 8 x 8 block: a quarter of the block's pixels).
 func (c *Cutter) BlockBounds(bc, br, size int) [4]float64 {
 	n := c.block(size)
 	g := c.grid
 	chip := func(col, row int) [4]float64 {
 		return mm.ChipID{EPSG: g.EPSG, Footprint: g.FootprintM, Stride: g.StrideM, Col: col, Row: row}.Bounds()
 	}
-	first := chip(c.col0+bc*n, c.row0+br*n)
-	last := chip(c.col0+bc*n+n-1, c.row0+br*n+n-1)
+	e, ok := c.extents(size)[[2]int{bc, br}]
+	if !ok { // no chip of the grid read there: the whole block
+		e = [4]int{c.col0 + bc*n, c.row0 + br*n, c.col0 + bc*n + n - 1, c.row0 + br*n + n - 1}
+	}
+	first, last := chip(e[0], e[1]), chip(e[2], e[3])
 	return [4]float64{first[0], first[1], last[2], last[3]}
+}
+
+// extents maps each block, for an input of size pixels, to the lattice
+// cells [minCol, minRow, maxCol, maxRow] of the grid's chips in it that
+// are read (computed once per size).
+func (c *Cutter) extents(size int) map[[2]int][4]int {
+	if m, ok := c.blockExtents[size]; ok {
+		return m
+	}
+	m := map[[2]int][4]int{}
+	for _, id := range c.grid.Chips {
+		if c.unread(id) {
+			continue
+		}
+		bc, br := c.BlockOf(id, size)
+		e, ok := m[[2]int{bc, br}]
+		if !ok {
+			e = [4]int{id.Col, id.Row, id.Col, id.Row}
+		}
+		m[[2]int{bc, br}] = [4]int{min(e[0], id.Col), min(e[1], id.Row), max(e[2], id.Col), max(e[3], id.Row)}
+	}
+	if c.blockExtents == nil {
+		c.blockExtents = map[int]map[[2]int][4]int{}
+	}
+	c.blockExtents[size] = m
+	return m
+}
+
+// unread reports whether a chip is skipped without being read: its share
+// inside the rasters' footprints is under MinValid by more than the
+// pixels along its edges could add.
+func (c *Cutter) unread(id mm.ChipID) bool {
+	return c.grid.Inside(id) < c.opts.MinValid-c.edge
 }
 
 // BlockOf is the block a lattice chip falls in, counted from the grid's
@@ -467,6 +508,9 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 		} else if c.onLattice(id) {
 			bc, br := c.BlockOf(id, size)
 			win = c.BlockBounds(bc, br, size)
+			// the block's box holds the grid's chips; another chip of the
+			// lattice, asked for on its own, widens it
+			win = [4]float64{min(win[0], b[0]), min(win[1], b[1]), max(win[2], b[2]), max(win[3], b[3])}
 		} else {
 			f := b[2] - b[0] // one footprint on every side
 			win = [4]float64{b[0] - f, b[1] - f, b[2] + f, b[3] + f}

@@ -176,6 +176,58 @@ func TestCutterNeedsTheCardsBands(t *testing.T) {
 }
 
 // TestBlockCutsEqualSingleCuts cuts every chip of the fixture grid one warp
+// TestBlockBoundsHoldReadChips: each block window is the box around the
+// grid's chips in the block that are read: every such chip lies inside,
+// each edge of the box is some chip's edge, and chips skipped unread do
+// not widen it. The fixture grid's edge blocks are not full.
+func TestBlockBoundsHoldReadChips(t *testing.T) {
+	_, card, src, grid := fixtureGrid(t)
+	c, err := NewCutter(src, grid, card.Chip, CutOptions{Block: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	size := SmallestInput(card.Chip)
+	type box struct {
+		b     [4]float64
+		edges [4]bool
+	}
+	blocks := map[[2]int]*box{}
+	partial, unread := 0, 0
+	for _, id := range grid.Chips {
+		if c.grid.Inside(id) < 0.5-4/float64(size) { // the default MinValid, the cutter's edge strips
+			unread++
+			continue
+		}
+		bc, br := c.BlockOf(id, size)
+		bx := blocks[[2]int{bc, br}]
+		if bx == nil {
+			bx = &box{b: c.BlockBounds(bc, br, size)}
+			blocks[[2]int{bc, br}] = bx
+		}
+		cb := id.Bounds()
+		if cb[0] < bx.b[0] || cb[1] < bx.b[1] || cb[2] > bx.b[2] || cb[3] > bx.b[3] {
+			t.Errorf("chip %s %v outside its block's window %v", id, cb, bx.b)
+		}
+		for k := range 4 {
+			bx.edges[k] = bx.edges[k] || cb[k] == bx.b[k]
+		}
+	}
+	full := 4 * float64(grid.StrideM)
+	for key, bx := range blocks {
+		if bx.edges != [4]bool{true, true, true, true} {
+			t.Errorf("block %v window %v: edges touching a read chip %v, want all four", key, bx.b, bx.edges)
+		}
+		if bx.b[2]-bx.b[0] < full || bx.b[3]-bx.b[1] < full {
+			partial++
+		}
+	}
+	if partial == 0 || len(blocks) < 4 {
+		t.Errorf("%d blocks, %d partial: the test wants partial blocks", len(blocks), partial)
+	}
+	t.Logf("%d blocks of 4 x 4 chips, %d partial; %d chips skipped unread", len(blocks), partial, unread)
+}
+
 // per chip and from blocks of 2 x 2 and 3 x 3 chips (block edges falling
 // inside the grid): the chips are the same to the bit, the eight probes
 // around a chip (off the lattice, cut from one neighbourhood warp)

@@ -34,50 +34,49 @@ func maskedBeyondNodata(flags int) bool {
 }
 
 // span is the source pixels one window pixel covers along one axis, and
-// the share of each it covers.
+// the weight GDAL's average kernel gives each.
 type span struct {
 	first   int
 	weights []float64
-	edge    bool // no source pixel covered: the raster's first one taken
+	edge    bool // covers no source pixel but ends on the raster's first
 }
 
-// spans maps window pixels [0, n) of size px starting at origin (in
-// source pixel units: start + i*step) to the source pixels [0, limit).
-func spans(start, step float64, n, limit int) []span {
-	out := make([]span, n)
-	for i := range out {
-		a, b := start+float64(i)*step, start+float64(i+1)*step
-		lo := max(int(math.Floor(a+1e-10)), 0)
-		hi := min(int(math.Ceil(b-1e-10)), limit)
-		s := span{first: lo}
-		for k := lo; k < hi; k++ {
-			s.weights = append(s.weights, math.Min(float64(k+1), b)-math.Max(float64(k), a))
-		}
-		if lo == hi && hi < limit {
-			// GDAL's warper, where a window pixel covers no source pixel
-			// but ends on the raster's first one (left or top edge),
-			// takes that one, as a whole: so do we (tested)
-			s.weights, s.edge = []float64{1}, true
-		}
-		out[i] = s
+// gdalSpan is the span of a window pixel from a to b (source pixel
+// coordinates, a < b) on a raster of limit pixels, by the rules of GDAL's
+// average kernel (GWKAverageOrModeThread, GDAL 3.6): the first pixel
+// floor(a+1e-10) (at least 0) to ceil(b-1e-10) (at most limit); a pixel
+// covering none but ending on the raster's first one takes that one (an
+// edge span: GDAL does so only when the warp chunk holding that pixel
+// reads any source, see boxSpans); the first and last pixels weigh
+// 1-(a-first) and
+// 1-(end-b), more than 1 where the window pixel runs past the raster's
+// edge; a span of one pixel weighs 1.
+func gdalSpan(a, b float64, limit int) span {
+	lo := int(math.Min(math.Max(math.Floor(a+1e-10), 0), float64(limit)))
+	hi := int(math.Min(math.Ceil(b-1e-10), float64(limit)))
+	s := span{first: lo}
+	if lo == hi && hi < limit {
+		hi++
+		s.edge = true
 	}
-	return out
+	for k := lo; k < hi; k++ {
+		w := 1.0
+		switch {
+		case k == lo && lo+1 == hi:
+		case k == lo:
+			w = 1 - (a - float64(lo))
+		case k+1 == hi:
+			w = 1 - (float64(hi) - b)
+		}
+		s.weights = append(s.weights, w)
+	}
+	return s
 }
 
-// whole reports whether each window pixel covers whole source pixels, all
-// of them on the raster or none: the same number of source pixels, each
-// entirely (the window's pixels are a whole multiple of the source's and
-// aligned on them, and the raster's edges fall between window pixels).
+// whole reports whether every source pixel weighs 1: a window pixel's
+// value is then a plain mean, computed in integers.
 func whole(ss []span) bool {
-	n := -1
 	for _, s := range ss {
-		if len(s.weights) == 0 || s.edge {
-			continue // off the raster, or the edge's pixel taken whole
-		}
-		if n >= 0 && len(s.weights) != n {
-			return false
-		}
-		n = len(s.weights)
 		for _, w := range s.weights {
 			if w != 1 {
 				return false
@@ -91,27 +90,64 @@ func whole(ss []span) bool {
 // time: memory stays a strip, not the window's whole source.
 const boxRows = 16
 
-// boxSpans returns the source pixels each window pixel covers, when each
-// covers whole ones (see whole); ok is false otherwise.
+// boxSpans returns the source pixels each window pixel covers and their
+// weights, from window pixel edges placed on the source as GDAL's warper
+// places them (gdalwarp's geotransform of -te/-ts, GDAL's inverse of the
+// raster's, applied with the same expressions). ok is false for a raster
+// at most 5 window pixels wide, where GDAL's kernel may take a window
+// pixel as wrapping around the antimeridian, and for a window with an
+// edge span (a row or column of window pixels just off the raster's top
+// or left edge): GDAL fills those from the raster's first row or column,
+// or leaves them nodata when its warp chunk (set by -wm) holds no source
+// pixel at all; and for a window with a pixel on the raster that runs
+// more than 2 source pixels past its edge: GDAL's kernel drops such a
+// pixel when it runs past the chunk's source window by more than a margin
+// that depends on the chunk's scale (at least 2 pixels). Both are GDAL's
+// to decide, chunk by chunk (found by the test: a 0.6 m raster's window
+// split in two chunks, whose southern one was dropped at the edge).
 func (r *Raster) boxSpans(w Window) (cols, rows []span, ok bool) {
 	gt := r.GeoTransform
-	px := (w.Bounds[2] - w.Bounds[0]) / float64(w.Width)
-	py := (w.Bounds[3] - w.Bounds[1]) / float64(w.Height)
-	cols = spans((w.Bounds[0]-gt[0])/gt[1], px/gt[1], w.Width, r.Width)
-	rows = spans((w.Bounds[3]-gt[3])/gt[5], py/-gt[5], w.Height, r.Height)
-	return cols, rows, whole(cols) && whole(rows)
+	xres := (w.Bounds[2] - w.Bounds[0]) / float64(w.Width)
+	yres := (w.Bounds[3] - w.Bounds[1]) / float64(w.Height)
+	if float64(r.Width)*gt[1] <= 5*xres {
+		return nil, nil, false
+	}
+	ix0, ix1 := -gt[0]/gt[1], 1.0/gt[1] // GDALInvGeoTransform, north up
+	iy0, iy1 := -gt[3]/gt[5], 1.0/gt[5]
+	// float64() conversions keep Go from fusing multiply-adds (GDAL's
+	// build does not)
+	colAt := func(i int) float64 { return ix0 + float64(float64(w.Bounds[0]+float64(float64(i)*xres))*ix1) }
+	rowAt := func(j int) float64 { return iy0 + float64(float64(w.Bounds[3]+float64(float64(j)*-yres))*iy1) }
+	cols, rows = make([]span, w.Width), make([]span, w.Height)
+	// a span GDAL may decide otherwise, chunk by chunk
+	unsure := func(s span, a, b float64, limit int) bool {
+		return s.edge || len(s.weights) > 0 && (a < -2 || b > float64(limit)+2)
+	}
+	for i := range cols {
+		a, b := colAt(i), colAt(i+1)
+		if cols[i] = gdalSpan(a, b, r.Width); unsure(cols[i], a, b, r.Width) {
+			return nil, nil, false
+		}
+	}
+	for j := range rows {
+		a, b := rowAt(j), rowAt(j+1)
+		if rows[j] = gdalSpan(a, b, r.Height); unsure(rows[j], a, b, r.Height) {
+			return nil, nil, false
+		}
+	}
+	return cols, rows, true
 }
 
 // boxAverage is the average warp of a raster already in the window's CRS
-// (see boxAverageOK) whose window pixels each cover whole source pixels
-// (boxSpans): each is the mean of the source pixels it covers, nodata
-// left out, NaN where none has data. That is what GDAL's warper computes
-// for -r average, to the bit (tested against gdalwarp), here from plain
-// windowed reads of the source, a strip of rows at a time, and integer
-// sums. GDAL's general warp kernel costs about 13 times more for it: a
-// 432 px window of 1 m NAIP took 546 ms, this 42 ms. Partly covered
-// source pixels (0.6 m NAIP onto 10 m, a misaligned origin) are left to
-// GDAL: its weights there are not a plain share of area.
+// (see boxAverageOK), with the spans and weights of boxSpans: each window
+// pixel is the weighted mean of the source pixels it covers, nodata left
+// out, NaN where none has data. That is what GDAL's warper computes for
+// -r average, to the bit (tested against gdalwarp), here from plain
+// windowed reads of the source, a strip of rows at a time: integer sums
+// where every source pixel is whole (1 m NAIP onto 10 m), GDAL's weights
+// and order of sums otherwise (0.6 m NAIP, a misaligned origin). GDAL's
+// general warp kernel costs 5-13 times more: a 432 px window of 1 m NAIP
+// took 546 ms, this 42 ms; of 0.6 m NAIP 1.33 s, this 0.28 s.
 func (r *Raster) boxAverage(ctx context.Context, w Window, cols, rows []span, buf []float32) ([]float32, error) {
 	n := len(r.Bands) * w.Width * w.Height
 	if cap(buf) < n {
@@ -150,6 +186,7 @@ func boxStrips[T uint8 | uint16 | int16](ctx context.Context, r *Raster, cols, r
 	if hasND {
 		nodata = T(r.Nodata)
 	}
+	plain := whole(cols) && whole(rows)
 	var src []T
 	for oy0 := 0; oy0 < height; oy0 += boxRows {
 		if err := ctx.Err(); err != nil {
@@ -188,8 +225,12 @@ func boxStrips[T uint8 | uint16 | int16](ctx context.Context, r *Raster, cols, r
 				dst := out[b*plane+oy*width:]
 				for ox, cx := range cols {
 					v := float32(math.NaN()) // off the raster
-					if len(cx.weights) > 0 && len(ry.weights) > 0 {
+					switch {
+					case len(cx.weights) == 0 || len(ry.weights) == 0:
+					case plain:
 						v = meanWhole(band, sw, ry.first-y0, len(ry.weights), cx.first-x0, len(cx.weights), nodata, hasND)
+					default:
+						v = meanWeighted(band, sw, ry, y0, cx, x0, nodata, hasND)
 					}
 					dst[ox] = v
 				}
@@ -222,4 +263,26 @@ func meanWhole[T uint8 | uint16 | int16](band []T, stride, y, ny, x, nx int, nod
 		return float32(math.NaN())
 	}
 	return float32(float64(sum) / float64(count))
+}
+
+// meanWeighted is GDAL's weighted mean of the valid values a window pixel
+// covers, summed in GDAL's order (rows, then columns) in float64.
+func meanWeighted[T uint8 | uint16 | int16](band []T, stride int, ry span, y0 int, cx span, x0 int, nodata T, hasND bool) float32 {
+	var total, weight float64
+	for j, wy := range ry.weights {
+		row := band[(ry.first-y0+j)*stride+cx.first-x0:]
+		for i, wx := range cx.weights {
+			v := row[i]
+			if hasND && v == nodata {
+				continue
+			}
+			w := wy * wx
+			weight += w
+			total += float64(float64(v) * w)
+		}
+	}
+	if weight > 0 {
+		return float32(total / weight)
+	}
+	return float32(math.NaN())
 }

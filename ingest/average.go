@@ -95,16 +95,19 @@ const boxRows = 16
 // places them (gdalwarp's geotransform of -te/-ts, GDAL's inverse of the
 // raster's, applied with the same expressions). ok is false for a raster
 // at most 5 window pixels wide, where GDAL's kernel may take a window
-// pixel as wrapping around the antimeridian, and for a window with an
-// edge span (a row or column of window pixels just off the raster's top
-// or left edge): GDAL fills those from the raster's first row or column,
-// or leaves them nodata when its warp chunk (set by -wm) holds no source
-// pixel at all; and for a window with a pixel on the raster that runs
-// more than 2 source pixels past its edge: GDAL's kernel drops such a
-// pixel when it runs past the chunk's source window by more than a margin
-// that depends on the chunk's scale (at least 2 pixels). Both are GDAL's
-// to decide, chunk by chunk (found by the test: a 0.6 m raster's window
-// split in two chunks, whose southern one was dropped at the edge).
+// pixel as wrapping around the antimeridian, and, unless every source
+// pixel is whole, for a window with an edge span (a row or column of
+// window pixels just off the raster's top or left edge) or a pixel on the
+// raster running more than 2 source pixels past its edge. GDAL fills an
+// edge span from the raster's first row or column, or leaves it nodata
+// when its warp chunk (set by -wm) holds no source pixel; it drops a
+// pixel running past the chunk's source window by more than a margin that
+// depends on the chunk's scale (at least 2 pixels): GDAL's to decide,
+// chunk by chunk (found by the test: a 0.6 m raster's window split in two
+// chunks, whose southern one was dropped at the edge). Where every source
+// pixel is whole (1 m NAIP on the 10 m lattice), no pixel runs past an
+// edge, and a chip's own window is one chunk for GDAL: the edge span is
+// then filled, as gdalwarp does for the chip (tested).
 func (r *Raster) boxSpans(w Window) (cols, rows []span, ok bool) {
 	gt := r.GeoTransform
 	xres := (w.Bounds[2] - w.Bounds[0]) / float64(w.Width)
@@ -120,22 +123,21 @@ func (r *Raster) boxSpans(w Window) (cols, rows []span, ok bool) {
 	rowAt := func(j int) float64 { return iy0 + float64(float64(w.Bounds[3]+float64(float64(j)*-yres))*iy1) }
 	cols, rows = make([]span, w.Width), make([]span, w.Height)
 	// a span GDAL may decide otherwise, chunk by chunk
-	unsure := func(s span, a, b float64, limit int) bool {
-		return s.edge || len(s.weights) > 0 && (a < -2 || b > float64(limit)+2)
+	unsure := false
+	check := func(s span, a, b float64, limit int) {
+		unsure = unsure || s.edge || len(s.weights) > 0 && (a < -2 || b > float64(limit)+2)
 	}
 	for i := range cols {
 		a, b := colAt(i), colAt(i+1)
-		if cols[i] = gdalSpan(a, b, r.Width); unsure(cols[i], a, b, r.Width) {
-			return nil, nil, false
-		}
+		cols[i] = gdalSpan(a, b, r.Width)
+		check(cols[i], a, b, r.Width)
 	}
 	for j := range rows {
 		a, b := rowAt(j), rowAt(j+1)
-		if rows[j] = gdalSpan(a, b, r.Height); unsure(rows[j], a, b, r.Height) {
-			return nil, nil, false
-		}
+		rows[j] = gdalSpan(a, b, r.Height)
+		check(rows[j], a, b, r.Height)
 	}
-	return cols, rows, true
+	return cols, rows, !unsure || whole(cols) && whole(rows)
 }
 
 // boxAverage is the average warp of a raster already in the window's CRS

@@ -13,27 +13,17 @@ import (
 )
 
 // TestAverageMatchesGDALWarp checks Warp's own average (boxAverage: a
-// raster in the window's CRS whose pixels the window's tile whole) against
-// the gdalwarp tool on the same switches, to the bit: inside the raster,
-// across each of its edges, off it; and that windows GDAL must do (pixels
-// only partly covered) still go to GDAL and match it too.
+// raster in the window's CRS, its pixels whole or partly covered by the
+// window's) against the gdalwarp tool on the same switches, to the bit:
+// inside the raster, across each of its edges, off it; windows GDAL must
+// do (see boxSpans) go to GDAL and match it too.
 func TestAverageMatchesGDALWarp(t *testing.T) {
 	dir := t.TempDir()
 	zero := 0.0
 	write := func(name string, x0, y0, res float64, dtype string) string {
-		p := filepath.Join(dir, name)
-		err := WriteGeoTIFF(GeoTIFFSpec{Path: p, EPSG: 26915, GeoTransform: [6]float64{x0, res, 0, y0, 0, -res},
+		return writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, name), EPSG: 26915, GeoTransform: [6]float64{x0, res, 0, y0, 0, -res},
 			Width: int(1900 / res), Height: int(1500 / res), Bands: 4, DataType: dtype, Nodata: &zero},
-			func(yStart, rows int, buf []float64) error {
-				for i := range buf { // texture, and a nodata pixel now and then
-					buf[i] = float64((i*7919 + yStart*31) % 251)
-				}
-				return nil
-			})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+			func(i, yStart int) float64 { return float64((i*7919 + yStart*31) % 251) }) // texture, and a nodata pixel now and then
 	}
 	const x0, y0 = 446400.0, 4651920.0 // on the 720 m chip lattice
 	tests := []struct {
@@ -137,4 +127,20 @@ func gdalwarpAll(t *testing.T, src string, w Window, alg string) []float32 {
 		t.Fatal(fmt.Errorf("%s: %w", out, err))
 	}
 	return buf
+}
+
+// writeTestRaster writes a GeoTIFF whose value at index i of each strip
+// (starting at row yStart) is value(i, yStart), and returns its path.
+func writeTestRaster(t *testing.T, spec GeoTIFFSpec, value func(i, yStart int) float64) string {
+	t.Helper()
+	err := WriteGeoTIFF(spec, func(yStart, rows int, buf []float64) error {
+		for i := range buf {
+			buf[i] = value(i, yStart)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec.Path
 }

@@ -198,18 +198,17 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 	size_t n = (size_t)w * h;
 	p->bytes = n * (2 * sizeof(double) + 1);
 	p->mem = mmap(NULL, p->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p->mem != MAP_FAILED) { // zero-filled: every st "not computed yet"
-		p->gx = p->mem;
-		p->gy = p->gx + n;
-		p->st = (unsigned char *)(p->gy + n);
-	} else {
+	if (p->mem == MAP_FAILED) {
 		p->mem = NULL;
-	}
-	if (p->mem == NULL) {
 		snprintf(err, errlen, "out of memory for %d x %d positions", w, h);
 		mm_positions_free(p);
 		p = NULL;
+		goto out;
 	}
+	// zero-filled: every st "not computed yet"
+	p->gx = p->mem;
+	p->gy = p->gx + n;
+	p->st = (unsigned char *)(p->gy + n);
 out:
 	if (tree)
 		CPLDestroyXMLNode(tree);

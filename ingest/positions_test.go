@@ -20,18 +20,8 @@ func TestSharedPositionsMatchGDALWarp(t *testing.T) {
 	zero := 0.0
 	const x0, y0 = 446400.0, 4651920.0 // grid corner, EPSG:26915
 	write := func(name string, epsg int, gt [6]float64, w, h, bands int, dtype string, nodata *float64) string {
-		p := filepath.Join(dir, name)
-		err := WriteGeoTIFF(GeoTIFFSpec{Path: p, EPSG: epsg, GeoTransform: gt, Width: w, Height: h, Bands: bands, DataType: dtype, Nodata: nodata},
-			func(yStart, rows int, buf []float64) error {
-				for i := range buf { // a gradient with texture, nodata now and then
-					buf[i] = float64((i*7919+yStart*31)%251 + i%w)
-				}
-				return nil
-			})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, name), EPSG: epsg, GeoTransform: gt, Width: w, Height: h, Bands: bands, DataType: dtype, Nodata: nodata},
+			func(i, yStart int) float64 { return float64((i*7919+yStart*31)%251 + i%w) }) // a gradient with texture, nodata now and then
 	}
 	// the north-west corner in lon/lat, for the EPSG:4326 raster
 	toLL, err := NewTransformer(26915, 4326)

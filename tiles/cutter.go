@@ -251,8 +251,8 @@ func (c *Cutter) Cut(ctx context.Context, id mm.ChipID) (chip mm.Chip, skip stri
 		return chip, "", err
 	}
 	// a chip mostly off the rasters would be skipped: skip it unread
-	if c.unread(id) {
-		chip.ValidFraction = c.grid.Inside(id)
+	if inside := c.grid.Inside(id); inside < c.minInside() {
+		chip.ValidFraction = inside
 		return chip, SkipNodata, nil
 	}
 	for _, plan := range c.inputs {
@@ -463,8 +463,12 @@ func (c *Cutter) extents(size int) map[[2]int][4]int {
 // inside the rasters' footprints is under MinValid by more than the
 // pixels along its edges could add.
 func (c *Cutter) unread(id mm.ChipID) bool {
-	return c.grid.Inside(id) < c.opts.MinValid-c.edge
+	return c.grid.Inside(id) < c.minInside()
 }
+
+// minInside is the least share inside the rasters' footprints a chip
+// needs to be read (see NewCutter's edge).
+func (c *Cutter) minInside() float64 { return c.opts.MinValid - c.edge }
 
 // BlockOf is the block a lattice chip falls in, counted from the grid's
 // first chip, for an input of size pixels.

@@ -348,8 +348,8 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 	// out as the bands' memory (the MEM driver's DATAPOINTER) the Go heap
 	// was corrupted now and then ("found bad pointer in Go heap" in GC, in
 	// 7 of about 100 loops of the positions and average tests under -race;
-	// 0 of 64 with the copy), by a path not found. The copy costs a
-	// window's bands twice for a moment (~5 MiB more peak on a 20 km scene)
+	// 0 of 88 with the copy), by a path not found. The copy costs a
+	// window's bands twice for a moment (+~10 MiB peak on a 20 km scene)
 	for (int b = 0; b < bands; b++) {
 		if (GDALAddBand(dst, GDT_Float32, NULL) != CE_None) {
 			set_err(err, errlen, "cannot add a band to the window");

@@ -90,10 +90,8 @@ func BenchmarkChipBuilding(b *testing.B) {
 		pass := map[mm.Sensor]time.Duration{}
 		shared := ingest.NewPositions(4)
 		for _, rd := range reads {
-			for _, win := range blockWindows(c, grid, size) {
-				if c.crsRasters[rd.raster.EPSG] > 1 {
-					win.Shared = shared
-				}
+			for _, bb := range blockBounds(c, grid, size) {
+				win := c.exactWindow(rd.raster, bb, float64(grid.FootprintM)/float64(size), shared)
 				t0 := time.Now()
 				if _, err := rd.raster.Warp(context.Background(), win, rd.resampling); err != nil {
 					b.Fatal(err)
@@ -114,21 +112,18 @@ func BenchmarkChipBuilding(b *testing.B) {
 	b.ReportMetric(rawTime.Seconds()*1000/float64(b.N), "raw-read-ms")
 }
 
-// blockWindows are the windows the cutter warps for the grid's blocks of
+// blockBounds are the windows the cutter warps for the grid's blocks of
 // chips of size pixels.
-func blockWindows(c *Cutter, grid *Grid, size int) []ingest.Window {
-	pixel := float64(grid.FootprintM) / float64(size)
+func blockBounds(c *Cutter, grid *Grid, size int) [][4]float64 {
 	seen := map[[2]int]bool{}
-	var out []ingest.Window
+	var out [][4]float64
 	for _, id := range grid.Chips {
 		bc, br := c.BlockOf(id, size)
 		if c.unread(id) || seen[[2]int{bc, br}] {
 			continue
 		}
 		seen[[2]int{bc, br}] = true
-		b := c.BlockBounds(bc, br, size)
-		w, h := int(math.Round((b[2]-b[0])/pixel)), int(math.Round((b[3]-b[1])/pixel))
-		out = append(out, ingest.Window{EPSG: grid.EPSG, Bounds: b, Width: w, Height: h, Exact: true})
+		out = append(out, c.BlockBounds(bc, br, size))
 	}
 	return out
 }

@@ -519,7 +519,6 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 			f := b[2] - b[0] // one footprint on every side
 			win = [4]float64{b[0] - f, b[1] - f, b[2] + f, b[3] + f}
 		}
-		w, h := int(math.Round((win[2]-win[0])/pixel)), int(math.Round((win[3]-win[1])/pixel))
 		// the window warped before gives up its buffer (a window per block
 		// would otherwise be garbage, and the heap grow with the scene)
 		var reuse []float32
@@ -527,15 +526,12 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 			reuse = blk.vals
 			delete(c.blocks, key)
 		}
-		iw := ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h, Exact: true}
-		if c.crsRasters[r.EPSG] > 1 {
-			iw.Shared = c.positions
-		}
+		iw := c.exactWindow(r, win, pixel, c.positions)
 		vals, err := r.WarpInto(ctx, iw, alg, reuse)
 		if err != nil {
 			return nil, err
 		}
-		blk = &warpedBlock{bounds: win, pixel: pixel, w: w, h: h, vals: vals}
+		blk = &warpedBlock{bounds: win, pixel: pixel, w: iw.Width, h: iw.Height, vals: vals}
 		c.blocks[key] = blk
 		ox, oy, _ = blk.offset(b, pixel)
 	}
@@ -554,6 +550,17 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 		}
 	}
 	return out, nil
+}
+
+// exactWindow is the exact window over win in pixels of pixel metres for
+// r, sharing positions with the other rasters of r's CRS (if any).
+func (c *Cutter) exactWindow(r *ingest.Raster, win [4]float64, pixel float64, shared *ingest.Positions) ingest.Window {
+	w, h := int(math.Round((win[2]-win[0])/pixel)), int(math.Round((win[3]-win[1])/pixel))
+	iw := ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h, Exact: true}
+	if c.crsRasters[r.EPSG] > 1 {
+		iw.Shared = shared
+	}
+	return iw
 }
 
 // fits reports whether a chip lies in the window on its own pixel grid.

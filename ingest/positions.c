@@ -14,12 +14,12 @@
 // arithmetic GDAL does. The kernel, options and everything else are
 // GDAL's, taken from the warped VRT gdalwarp makes with the same switches.
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <cpl_error.h>
 #include <cpl_minixml.h>
@@ -30,29 +30,25 @@
 #include "positions.h"
 
 struct mmPositions {
-	pthread_mutex_t mu;
-	int w, h;
-	double *gx, *gy;   // source georeferenced coordinates of pixel centres
-	unsigned char *st; // 0 not computed yet, 1 known, 2 the transformer failed
-	long filled;
-	// gx, gy and st live in one mapping of their own: freed, its pages go
-	// back to the system at once (from malloc, megabytes freed between
-	// GDAL's blocks stayed in the heap: +40 MiB peak on a 20 km scene)
-	void *mem;
-	size_t bytes;
-	void *georef;      // GenImgProj transformer with an identity source geotransform
+	pthread_mutex_t mu; // the reprojection's PROJ objects are not thread safe
+	double gt[6];       // the window's geotransform
+	double step;        // lattice spacing, in the window CRS's units
+	long i0, j0;        // the first node's indices (node i is at X = i * step)
+	int nx, ny;         // nodes across and down
+	double *gx, *gy;    // nodes' positions in the source CRS
+	unsigned char *ok;  // per cell (nx-1 x ny-1): interpolation holds
+	long exact;         // points computed exactly (off the lattice or its good cells)
+	void *reproj;       // GenImgProj transformer, window CRS -> source CRS, identity geotransforms
 };
 
 // the transformer the warp kernel calls
 typedef struct {
 	mmPositions *p;
 	double gt[6], inv[6]; // the source's geotransform and its inverse
-	// scratch, grown as needed
+	// scratch for the points computed exactly, grown as needed
 	int cap;
 	double *x, *y, *z;
-	int *ok;
-	long *at;
-	long *k; // per point: its pixel centre in the table, or -1
+	int *ok, *at;
 } mmCached;
 
 struct mmWarp {
@@ -174,14 +170,37 @@ void mm_warp_free(mmWarp *wp) {
 	free(wp);
 }
 
+// latticeStep is the lattice's spacing in window pixels. Bilinear
+// interpolation is exact for the constant, linear and cross terms of the
+// reprojection; its error comes from the curvature, ~step^2/8 times the
+// second derivative: from UTM to lon/lat at 45 degrees, ~1e-5 of a 10 m
+// pixel at 8 pixels; between two UTM zones' datums far less.
+#define latticeStep 8
+// latticeTolerance is the largest error (in window pixels) a cell's
+// interpolation may have at its centre, where it is largest for a smooth
+// reprojection; cells beyond it (near a pole, across the antimeridian)
+// are computed exactly, point by point.
+#define latticeTolerance 1e-4
+
 mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errlen) {
 	CPLPushErrorHandler(CPLQuietErrorHandler);
 	CPLErrorReset();
 	mmPositions *p = NULL;
-	CPLXMLNode *tree = CPLParseXMLString(key);
 	GDALTransformerFunc fn = NULL;
 	void *arg = NULL;
-	if (tree == NULL || GDALDeserializeTransformer(tree, &fn, &arg) != CE_None || fn != GDALGenImgProjTransform) {
+	double *cx = NULL, *cy = NULL, *cz = NULL;
+	int *cok = NULL, *nok = NULL;
+	CPLXMLNode *tree = CPLParseXMLString(key);
+	double gt[6];
+	const char *dgt = tree ? CPLGetXMLValue(tree, "DstGeoTransform", NULL) : NULL;
+	if (dgt == NULL || !parse_gt(dgt, gt) || gt[2] != 0 || gt[4] != 0 || gt[1] <= 0 || gt[5] >= 0) {
+		set_err(err, errlen, "the window is not north up");
+		goto out;
+	}
+	// the reprojection alone: identity geotransforms on both sides
+	CPLSetXMLValue(tree, "DstGeoTransform", "0,1,0,0,0,1");
+	CPLSetXMLValue(tree, "DstInvGeoTransform", "0,1,0,0,0,1");
+	if (GDALDeserializeTransformer(tree, &fn, &arg) != CE_None || fn != GDALGenImgProjTransform) {
 		set_err(err, errlen, "cannot rebuild the positions' transformer");
 		if (arg)
 			GDALDestroyTransformer(arg);
@@ -194,22 +213,72 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 		goto out;
 	}
 	pthread_mutex_init(&p->mu, NULL);
-	p->w = w, p->h = h, p->georef = arg;
-	size_t n = (size_t)w * h;
-	p->bytes = n * (2 * sizeof(double) + 1);
-	p->mem = mmap(NULL, p->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p->mem == MAP_FAILED) {
-		p->mem = NULL;
-		snprintf(err, errlen, "out of memory for %d x %d positions", w, h);
-		mm_positions_free(p);
-		p = NULL;
-		goto out;
+	p->reproj = arg;
+	memcpy(p->gt, gt, sizeof(gt));
+	// nodes at whole multiples of step from the CRS's origin, whatever the
+	// window: a point's position then does not depend on the window it is
+	// warped in. One node beyond the window on every side.
+	p->step = latticeStep * gt[1];
+	double minX = gt[0], maxX = gt[0] + w * gt[1], maxY = gt[3], minY = gt[3] + h * gt[5];
+	p->i0 = (long)floor(minX / p->step) - 1;
+	p->j0 = (long)floor(minY / p->step) - 1;
+	p->nx = (int)((long)floor(maxX / p->step) + 2 - p->i0 + 1);
+	p->ny = (int)((long)floor(maxY / p->step) + 2 - p->j0 + 1);
+	size_t nodes = (size_t)p->nx * p->ny, cells = (size_t)(p->nx - 1) * (p->ny - 1);
+	p->gx = malloc(sizeof(double) * nodes);
+	p->gy = malloc(sizeof(double) * nodes);
+	p->ok = malloc(cells);
+	double *nz = calloc(nodes, sizeof(double));
+	nok = malloc(sizeof(int) * nodes);
+	cx = malloc(sizeof(double) * cells), cy = malloc(sizeof(double) * cells), cz = calloc(cells, sizeof(double));
+	cok = malloc(sizeof(int) * cells);
+	if (!p->gx || !p->gy || !p->ok || !nz || !nok || !cx || !cy || !cz || !cok) {
+		free(nz);
+		snprintf(err, errlen, "out of memory for a %d x %d lattice", p->nx, p->ny);
+		goto fail;
 	}
-	// zero-filled: every st "not computed yet"
-	p->gx = p->mem;
-	p->gy = p->gx + n;
-	p->st = (unsigned char *)(p->gy + n);
+	for (int j = 0; j < p->ny; j++)
+		for (int i = 0; i < p->nx; i++) {
+			p->gx[(size_t)j * p->nx + i] = (p->i0 + i) * p->step;
+			p->gy[(size_t)j * p->nx + i] = (p->j0 + j) * p->step;
+		}
+	for (int j = 0; j + 1 < p->ny; j++)
+		for (int i = 0; i + 1 < p->nx; i++) {
+			cx[(size_t)j * (p->nx - 1) + i] = (p->i0 + i + 0.5) * p->step;
+			cy[(size_t)j * (p->nx - 1) + i] = (p->j0 + j + 0.5) * p->step;
+		}
+	int r1 = GDALGenImgProjTransform(p->reproj, TRUE, (int)nodes, p->gx, p->gy, nz, nok);
+	int r2 = GDALGenImgProjTransform(p->reproj, TRUE, (int)cells, cx, cy, cz, cok);
+	free(nz);
+	if (!r1 || !r2) {
+		set_err(err, errlen, "cannot reproject the lattice");
+		goto fail;
+	}
+	// a cell holds where its four nodes and its centre transformed and the
+	// centre's interpolation is within the tolerance (in window pixels:
+	// the cell's sides span latticeStep of them)
+	for (int j = 0; j + 1 < p->ny; j++)
+		for (int i = 0; i + 1 < p->nx; i++) {
+			size_t k = (size_t)j * p->nx + i, c = (size_t)j * (p->nx - 1) + i;
+			size_t k10 = k + 1, k01 = k + p->nx, k11 = k + p->nx + 1;
+			int good = nok[k] && nok[k10] && nok[k01] && nok[k11] && cok[c];
+			if (good) {
+				double ix = (p->gx[k] + p->gx[k10] + p->gx[k01] + p->gx[k11]) / 4;
+				double iy = (p->gy[k] + p->gy[k10] + p->gy[k01] + p->gy[k11]) / 4;
+				double sx = hypot(p->gx[k10] - p->gx[k], p->gy[k10] - p->gy[k]) / latticeStep;
+				double sy = hypot(p->gx[k01] - p->gx[k], p->gy[k01] - p->gy[k]) / latticeStep;
+				double e = hypot(ix - cx[c], iy - cy[c]);
+				double px = fmin(sx, sy); // a window pixel's size in the source CRS
+				good = px > 0 && isfinite(e) && e <= latticeTolerance * px;
+			}
+			p->ok[c] = good;
+		}
+	goto out;
+fail:
+	mm_positions_free(p);
+	p = NULL;
 out:
+	free(cx), free(cy), free(cz), free(cok), free(nok);
 	if (tree)
 		CPLDestroyXMLNode(tree);
 	CPLPopErrorHandler();
@@ -219,52 +288,59 @@ out:
 void mm_positions_free(mmPositions *p) {
 	if (p == NULL)
 		return;
-	if (p->georef)
-		GDALDestroyTransformer(p->georef);
-	if (p->mem)
-		munmap(p->mem, p->bytes);
+	if (p->reproj)
+		GDALDestroyTransformer(p->reproj);
+	free(p->gx), free(p->gy), free(p->ok);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 }
 
-long mm_positions_filled(mmPositions *p) {
+long mm_positions_exact(mmPositions *p) {
 	pthread_mutex_lock(&p->mu);
-	long n = p->filled;
+	long n = p->exact;
 	pthread_mutex_unlock(&p->mu);
 	return n;
 }
 
+int mm_positions_nodes(mmPositions *p) { return p->nx * p->ny; }
+
 static int grow(mmCached *c, int n) {
 	if (n <= c->cap)
 		return 1;
-	free(c->x), free(c->y), free(c->z), free(c->ok), free(c->at), free(c->k);
-	c->k = malloc(sizeof(long) * n);
+	free(c->x), free(c->y), free(c->z), free(c->ok), free(c->at);
 	c->x = malloc(sizeof(double) * n);
 	c->y = malloc(sizeof(double) * n);
 	c->z = malloc(sizeof(double) * n);
 	c->ok = malloc(sizeof(int) * n);
-	c->at = malloc(sizeof(long) * n);
-	c->cap = (c->x && c->y && c->z && c->ok && c->at && c->k) ? n : 0;
+	c->at = malloc(sizeof(int) * n);
+	c->cap = (c->x && c->y && c->z && c->ok && c->at) ? n : 0;
 	return c->cap > 0;
 }
 
-// centre returns the table index of a window pixel centre, or -1.
-static long centre(const mmPositions *p, double x, double y) {
-	double fx = x - 0.5, fy = y - 0.5;
-	if (!(fx >= 0 && fy >= 0 && fx < p->w && fy < p->h))
-		return -1;
-	int ix = (int)fx, iy = (int)fy;
-	if (ix != fx || iy != fy)
-		return -1;
-	return (long)iy * p->w + ix;
+// interpolate puts the source CRS position of the window CRS point X, Y
+// in *sx, *sy from the lattice; 0 when its cell does not hold.
+static int interpolate(const mmPositions *p, double X, double Y, double *sx, double *sy) {
+	double u = X / p->step, v = Y / p->step;
+	double fu = floor(u), fv = floor(v);
+	long i = (long)fu - p->i0, j = (long)fv - p->j0;
+	if (!(i >= 0 && j >= 0 && i + 1 < p->nx && j + 1 < p->ny))
+		return 0;
+	if (!p->ok[(size_t)j * (p->nx - 1) + i])
+		return 0;
+	double a = u - fu, b = v - fv;
+	size_t k = (size_t)j * p->nx + i;
+	size_t k10 = k + 1, k01 = k + p->nx, k11 = k + p->nx + 1;
+	*sx = (1 - b) * ((1 - a) * p->gx[k] + a * p->gx[k10]) + b * ((1 - a) * p->gx[k01] + a * p->gx[k11]);
+	*sy = (1 - b) * ((1 - a) * p->gy[k] + a * p->gy[k10]) + b * ((1 - a) * p->gy[k01] + a * p->gy[k11]);
+	return 1;
 }
 
 // mm_cached_transform is the warp's transformer: GDALGenImgProjTransform
-// with the source's geotransform, in two parts. The positions in the
-// source CRS come from the table for pixel centres (computed once), from
-// the table's transformer otherwise; the source's geotransform is applied
-// apart, as GDAL applies it (GDALApplyGeoTransform is the same expression,
-// compiled in the same file of libgdal).
+// with the source's geotransform, but with the reprojection interpolated
+// on the lattice where it holds (computed exactly elsewhere); the window's
+// and the source's geotransforms are applied as GDAL applies them
+// (GDALApplyGeoTransform is the same expression, compiled in the same
+// file of libgdal).
 static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double *y, double *z, int *ok) {
 	mmCached *c = arg;
 	mmPositions *p = c->p;
@@ -274,63 +350,350 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 		CPLError(CE_Failure, CPLE_OutOfMemory, "out of memory for %d positions", n);
 		return FALSE;
 	}
-	if (!dstToSrc) { // source pixels -> window pixels
+	if (!dstToSrc) { // source pixels -> window pixels, exactly
 		for (int i = 0; i < n; i++)
 			if (x[i] != HUGE_VAL && y[i] != HUGE_VAL)
 				GDALApplyGeoTransform(c->gt, x[i], y[i], x + i, y + i);
 		pthread_mutex_lock(&p->mu);
-		int r = GDALGenImgProjTransform(p->georef, FALSE, n, x, y, z, ok);
+		int r = GDALGenImgProjTransform(p->reproj, FALSE, n, x, y, z, ok);
 		pthread_mutex_unlock(&p->mu);
+		if (r) {
+			double inv[6];
+			if (!GDALInvGeoTransform(p->gt, inv))
+				return FALSE;
+			for (int i = 0; i < n; i++)
+				if (ok[i])
+					GDALApplyGeoTransform(inv, x[i], y[i], x + i, y + i);
+		}
 		return r;
 	}
-	pthread_mutex_lock(&p->mu);
-	// the pixel centres not computed yet, and the points that are not
-	// pixel centres, through the table's transformer
 	int m = 0;
 	for (int i = 0; i < n; i++) {
-		long k = c->k[i] = centre(p, x[i], y[i]);
-		if (k < 0 || p->st[k] == 0) {
-			if (k >= 0)
-				p->st[k] = 3; // taken by this batch
-			c->x[m] = x[i], c->y[m] = y[i], c->z[m] = z ? z[i] : 0, c->at[m] = k >= 0 ? k : -1 - i;
-			m++;
-		}
-	}
-	if (m > 0 && !GDALGenImgProjTransform(p->georef, TRUE, m, c->x, c->y, c->z, c->ok)) {
-		for (int j = 0; j < m; j++)
-			if (c->at[j] >= 0)
-				p->st[c->at[j]] = 0;
-		pthread_mutex_unlock(&p->mu);
-		return FALSE;
-	}
-	for (int j = 0; j < m; j++) {
-		long k = c->at[j];
-		if (k >= 0) {
-			p->gx[k] = c->x[j], p->gy[k] = c->y[j];
-			p->st[k] = c->ok[j] ? 1 : 2;
-			p->filled++;
-		} else { // not a centre: straight to the point
-			long i = -1 - k;
-			ok[i] = c->ok[j];
-			if (ok[i])
-				GDALApplyGeoTransform(c->inv, c->x[j], c->y[j], x + i, y + i);
-			if (z)
-				z[i] = c->z[j];
-		}
-	}
-	for (int i = 0; i < n; i++) {
-		long k = c->k[i]; // x, y of other points are source pixels by now
-		if (k < 0)
-			continue;
-		if (p->st[k] != 1) {
-			ok[i] = 0;
+		double X, Y, sx, sy;
+		GDALApplyGeoTransform(p->gt, x[i], y[i], &X, &Y);
+		if (interpolate(p, X, Y, &sx, &sy)) {
+			GDALApplyGeoTransform(c->inv, sx, sy, x + i, y + i);
+			ok[i] = 1;
 			continue;
 		}
-		GDALApplyGeoTransform(c->inv, p->gx[k], p->gy[k], x + i, y + i);
-		ok[i] = 1;
+		c->x[m] = X, c->y[m] = Y, c->z[m] = z ? z[i] : 0, c->at[m] = i;
+		m++;
 	}
+	if (m == 0)
+		return TRUE;
+	pthread_mutex_lock(&p->mu);
+	int r = GDALGenImgProjTransform(p->reproj, TRUE, m, c->x, c->y, c->z, c->ok);
+	p->exact += m;
 	pthread_mutex_unlock(&p->mu);
+	if (!r)
+		return FALSE;
+	for (int j = 0; j < m; j++) {
+		int i = c->at[j];
+		ok[i] = c->ok[j];
+		if (ok[i])
+			GDALApplyGeoTransform(c->inv, c->x[j], c->y[j], x + i, y + i);
+		if (z)
+			z[i] = c->z[j];
+	}
 	return TRUE;
+}
+
+// Our kernel: GDAL's warp kernel for nearest and bilinear (its 4-sample
+// formula, used when the source is not shrunk) as GDAL 3.6 runs it for
+// this recipe (-ot Float32 -dstnodata nan: a Float64 working type, a
+// destination validity mask, hence GWKRealCase), with the same arithmetic
+// in the same order, over the same positions. GDAL's general kernel calls
+// through function pointers and tests masks bit by bit per sample: ~40
+// ns a sample here, against a few for this loop. Anything else (another
+// data type, a mask band, alpha, a cutline, shrinking) goes to GDAL's own.
+
+static long kernelRuns;
+
+long mm_kernel_runs(void) { return __atomic_load_n(&kernelRuns, __ATOMIC_RELAXED); }
+
+// are_real_equal is GDAL's ARE_REAL_EQUAL for float and for double (its
+// nodata test on a Float32 or Float64 working buffer).
+static int are_real_equal_f(float a, float b) {
+	return a == b || fabsf(a - b) < FLT_EPSILON * fabsf(a + b) * 2;
+}
+
+static int are_real_equal_d(double a, double b) {
+	return a == b || fabs(a - b) < FLT_EPSILON * fabs(a + b) * 2;
+}
+
+typedef struct {
+	int bands, nearest;
+	int hasNodata; // a nodata per band (padfSrcNoDataReal)
+	int wt64;      // the working data type is Float64, not Float32
+	int unified;   // 0 none, 1 partial (GDAL's default), 2 only unified (UNIFIED_SRC_NODATA=YES)
+	double *nodata; // per band
+	int *nanNodata;
+} mmKernel;
+
+// kernel_eligible fills k when our kernel reproduces GDAL's for the warp,
+// else returns 0.
+static int kernel_eligible(const mmWarp *wp, int bands, mmKernel *k) {
+	const GDALWarpOptions *wo = wp->wo;
+	if (wo->nBandCount != bands || wo->nSrcAlphaBand != 0 || wo->nDstAlphaBand != 0 || wo->hCutline != NULL ||
+	    wo->pfnSrcDensityMaskFunc != NULL || wo->pfnDstDensityMaskFunc != NULL || wo->pfnSrcValidityMaskFunc != NULL ||
+	    wo->pfnDstValidityMaskFunc != NULL || wo->papfnSrcPerBandValidityMaskFunc != NULL ||
+	    wo->pfnPreWarpChunkProcessor != NULL || wo->pfnPostWarpChunkProcessor != NULL)
+		return 0;
+	if (wo->eResampleAlg != GRA_NearestNeighbour && wo->eResampleAlg != GRA_Bilinear)
+		return 0;
+	if ((wo->eWorkingDataType != GDT_Float32 && wo->eWorkingDataType != GDT_Float64) || wo->padfDstNoDataReal == NULL)
+		return 0;
+	if (CSLFetchNameValue(wo->papszWarpOptions, "SRC_COORD_PRECISION") != NULL ||
+	    CSLFetchNameValue(wo->papszWarpOptions, "USE_GENERAL_CASE") != NULL)
+		return 0;
+	const char *init = CSLFetchNameValue(wo->papszWarpOptions, "INIT_DEST");
+	if (init == NULL || !EQUAL(init, "NO_DATA"))
+		return 0;
+	if (GDALGetRasterXSize(wp->src) < 2 || GDALGetRasterYSize(wp->src) < 2)
+		return 0;
+	for (int b = 0; b < bands; b++) {
+		if (!isnan(wo->padfDstNoDataReal[b]) || (wo->padfDstNoDataImag && wo->padfDstNoDataImag[b] != 0))
+			return 0;
+		GDALRasterBandH band = GDALGetRasterBand(wp->src, wo->panSrcBands[b]);
+		if (band == NULL)
+			return 0;
+		switch (GDALGetRasterDataType(band)) {
+		case GDT_Byte:
+		case GDT_UInt16:
+		case GDT_Int16:
+		case GDT_Float32:
+			break;
+		default:
+			return 0;
+		}
+		int flags = GDALGetMaskFlags(band);
+		if (flags != GMF_ALL_VALID && flags != GMF_NODATA)
+			return 0;
+		if (wo->padfSrcNoDataImag && wo->padfSrcNoDataImag[b] != 0)
+			return 0;
+	}
+	memset(k, 0, sizeof(*k));
+	k->bands = bands;
+	k->nearest = wo->eResampleAlg == GRA_NearestNeighbour;
+	k->wt64 = wo->eWorkingDataType == GDT_Float64;
+	if (wo->padfSrcNoDataReal != NULL) {
+		k->hasNodata = 1;
+		const char *u = CSLFetchNameValue(wo->papszWarpOptions, "UNIFIED_SRC_NODATA");
+		if (bands == 1 || u == NULL || EQUAL(u, "PARTIAL"))
+			k->unified = 1;
+		else if (CPLTestBool(u))
+			k->unified = 2;
+		k->nodata = malloc(sizeof(double) * bands);
+		k->nanNodata = malloc(sizeof(int) * bands);
+		if (!k->nodata || !k->nanNodata) {
+			free(k->nodata), free(k->nanNodata);
+			return 0;
+		}
+		for (int b = 0; b < bands; b++) {
+			k->nodata[b] = k->wt64 ? wo->padfSrcNoDataReal[b] : (float)wo->padfSrcNoDataReal[b];
+			k->nanNodata[b] = isnan(k->nodata[b]);
+		}
+	}
+	return 1;
+}
+
+// band_valid is GDAL's source nodata mask for one band and sample.
+static inline int band_valid(const mmKernel *k, int b, float v) {
+	if (!k->hasNodata)
+		return 1;
+	if (k->nanNodata[b])
+		return !isnan(v);
+	// the source values (Byte, (U)Int16, Float32) are exact in either type
+	return k->wt64 ? !are_real_equal_d(v, k->nodata[b]) : !are_real_equal_f(v, (float)k->nodata[b]);
+}
+
+// kernel_run warps with our kernel into out (NaN where GDAL leaves
+// nodata), computing the positions as GDAL asks for them (row by row,
+// pixel centres) with c. -1: the warp is GDAL's to make after all.
+static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, int h, char *err, int errlen) {
+	const int W = GDALGetRasterXSize(wp->src), H = GDALGetRasterYSize(wp->src);
+	const int bands = k->bands;
+	double *x = malloc(sizeof(double) * w), *y = malloc(sizeof(double) * w), *z = malloc(sizeof(double) * w);
+	double *px = malloc(sizeof(double) * w), *py = malloc(sizeof(double) * w);
+	int *ok = malloc(sizeof(int) * w), *pok = calloc(w, sizeof(int));
+	float *buf = NULL;
+	unsigned char *valid = NULL, *any = NULL;
+	int ret = 0;
+	if (!x || !y || !z || !ok || !px || !py || !pok) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	// pass 1, on every fourth row and the last: the source pixels the
+	// window's positions reach (with two pixels to spare for the rows
+	// between) and the largest steps in source pixels from one window
+	// pixel to the next (along a row: xx, yx; down a column: yy, xy)
+	double minx = HUGE_VAL, maxx = -HUGE_VAL, miny = HUGE_VAL, maxy = -HUGE_VAL;
+	double xx = 0, yx = 0, yy = 0, xy = 0;
+	const int every = 4;
+	int prev = -1;
+	for (int r = 0; r < h; r = (r + every < h || r == h - 1) ? r + every : h - 1) {
+		for (int i = 0; i < w; i++)
+			x[i] = i + 0.5, y[i] = r + 0.5, z[i] = 0;
+		if (!mm_cached_transform(c, TRUE, w, x, y, z, ok)) {
+			set_err(err, errlen, "transform the window's positions");
+			goto out;
+		}
+		for (int i = 0; i < w; i++) {
+			if (!ok[i] || isnan(x[i]) || isnan(y[i]))
+				continue;
+			if (i + 1 < w && ok[i + 1])
+				xx = fmax(xx, fabs(x[i + 1] - x[i])), yx = fmax(yx, fabs(y[i + 1] - y[i]));
+			if (pok[i])
+				yy = fmax(yy, fabs(y[i] - py[i]) / (r - prev)), xy = fmax(xy, fabs(x[i] - px[i]) / (r - prev));
+			if (x[i] < -2 || y[i] < -2 || x[i] > W + 2 || y[i] > H + 2)
+				continue;
+			minx = fmin(minx, x[i]), maxx = fmax(maxx, x[i]);
+			miny = fmin(miny, y[i]), maxy = fmax(maxy, y[i]);
+		}
+		memcpy(px, x, sizeof(double) * w), memcpy(py, y, sizeof(double) * w), memcpy(pok, ok, sizeof(int) * w);
+		prev = r;
+		if (r == h - 1)
+			break;
+	}
+	// GDAL takes its 4-sample bilinear formula where a warp chunk's source
+	// window is at most 1/0.95 of its size, per axis (dfXScale,
+	// dfYScale). How it chunks the window is its own affair: a chunk's
+	// source extent along x is at most its width times xx plus its height
+	// times xy, and its sides are at most 2 to 1 (GDAL halves the longer
+	// side) or the window's. So our formula only where that bound keeps
+	// every chunk's scale over 0.96; otherwise GDAL's kernel.
+	if (!k->nearest) {
+		double aspect = fmax(2, fmax((double)w / h, (double)h / w));
+		if (xx + aspect * xy > 1 / 0.96 || yy + aspect * yx > 1 / 0.96) {
+			ret = -1;
+			goto out;
+		}
+	}
+	const size_t plane = (size_t)w * h;
+	for (size_t i = 0; i < plane * bands; i++)
+		out[i] = NAN;
+	if (minx > maxx) { // nothing of the source under the window
+		ret = 1;
+		goto out;
+	}
+	int x0 = (int)floor(minx) - 2, y0 = (int)floor(miny) - 2;
+	int x1 = (int)floor(maxx) + 3, y1 = (int)floor(maxy) + 3;
+	x0 = x0 < 0 ? 0 : x0, y0 = y0 < 0 ? 0 : y0;
+	x1 = x1 > W ? W : x1, y1 = y1 > H ? H : y1;
+	if (x1 <= x0 || y1 <= y0) {
+		ret = 1;
+		goto out;
+	}
+	const int sw = x1 - x0, sh = y1 - y0;
+	const size_t splane = (size_t)sw * sh;
+	buf = malloc(sizeof(float) * splane * bands);
+	if (buf == NULL) {
+		snprintf(err, errlen, "out of memory for a %d x %d source window", sw, sh);
+		goto out;
+	}
+	if (GDALDatasetRasterIO(wp->src, GF_Read, x0, y0, sw, sh, buf, sw, sh, GDT_Float32, bands, wp->wo->panSrcBands, 0, 0, 0) !=
+	    CE_None) {
+		set_err(err, errlen, "read the source window");
+		goto out;
+	}
+	// GDAL's masks: per band (a sample's density), and unified (a pixel
+	// some band has data in) for the centre test, or as every band's when
+	// UNIFIED_SRC_NODATA=YES
+	if (k->hasNodata) {
+		valid = malloc(splane * bands);
+		any = calloc(splane, 1);
+		if (!valid || !any) {
+			snprintf(err, errlen, "out of memory for a %d x %d source window's masks", sw, sh);
+			goto out;
+		}
+		for (int b = 0; b < bands; b++)
+			for (size_t i = 0; i < splane; i++)
+				any[i] |= valid[b * splane + i] = band_valid(k, b, buf[b * splane + i]);
+		if (k->unified == 2)
+			for (int b = 0; b < bands; b++)
+				memcpy(valid + b * splane, any, splane);
+	}
+	// pass 2: the values
+	for (int r = 0; r < h; r++) {
+		for (int i = 0; i < w; i++)
+			x[i] = i + 0.5, y[i] = r + 0.5, z[i] = 0;
+		if (!mm_cached_transform(c, TRUE, w, x, y, z, ok)) {
+			set_err(err, errlen, "transform the window's positions");
+			goto out;
+		}
+		for (int i = 0; i < w; i++) {
+			// GWKCheckAndComputeSrcOffsets
+			const double sx = x[i], sy = y[i];
+			if (!ok[i] || isnan(sx) || isnan(sy) || sx < 0 || sy < 0 || sx + 1e-10 > W || sy + 1e-10 > H)
+				continue;
+			int cx = (int)(sx + 1e-10), cy = (int)(sy + 1e-10);
+			if (cx == W)
+				cx--;
+			if (cy == H)
+				cy--;
+			if (cx < x0 || cx >= x1 || cy < y0 || cy >= y1) {
+				snprintf(err, errlen, "a position outside the source window read");
+				goto out;
+			}
+			const size_t centre = (size_t)(cx - x0) + (size_t)(cy - y0) * sw;
+			if (any && k->unified && !any[centre])
+				continue;
+			const size_t o = (size_t)r * w + i;
+			if (k->nearest) {
+				for (int b = 0; b < bands; b++)
+					if (!valid || valid[b * splane + centre])
+						out[b * plane + o] = (float)(double)buf[b * splane + centre];
+				continue;
+			}
+			// GWKBilinearResample4Sample, in source raster pixels: the
+			// four samples' weights, added up in its order
+			int ix = (int)floor(sx - 0.5), iy = (int)floor(sy - 0.5);
+			double rx = 1.5 - (sx - ix), ry = 1.5 - (sy - iy);
+			if (ix == -1)
+				ix = 0, rx = 1;
+			if (iy == -1)
+				iy = 0, ry = 1;
+			const double m[4] = {rx * ry, (1.0 - rx) * ry, rx * (1.0 - ry), (1.0 - rx) * (1.0 - ry)};
+			size_t at[4];
+			int in[4], n = 0;
+			for (int s = 0; s < 4; s++) {
+				const int xs = ix + (s & 1), ys = iy + (s >> 1);
+				in[s] = xs >= 0 && xs < W && ys >= 0 && ys < H;
+				if (in[s]) {
+					if (xs < x0 || xs >= x1 || ys < y0 || ys >= y1) {
+						snprintf(err, errlen, "a sample outside the source window read");
+						goto out;
+					}
+					at[s] = (size_t)(xs - x0) + (size_t)(ys - y0) * sw;
+					n++;
+				}
+			}
+			for (int b = 0; b < bands; b++) {
+				const float *src = buf + b * splane;
+				const unsigned char *v = valid ? valid + b * splane : NULL;
+				double acc = 0, div = 0;
+				for (int s = 0; s < 4; s++) {
+					if (!in[s] || (v && !v[at[s]]))
+						continue;
+					div += m[s];
+					acc += (double)src[at[s]] * m[s];
+				}
+				double val;
+				if (div == 1.0)
+					val = acc;
+				else if (div < 0.00001)
+					continue;
+				else
+					val = acc / div;
+				out[b * plane + o] = (float)val;
+			}
+			(void)n;
+		}
+	}
+	ret = 1;
+out:
+	free(x), free(y), free(z), free(ok), free(px), free(py), free(pok), free(buf), free(valid), free(any);
+	return ret;
 }
 
 int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands, char *err, int errlen) {
@@ -339,7 +702,22 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 	int ok = 0;
 	mmCached c = {0};
 	GDALWarpOperationH op = NULL;
-	GDALDatasetH dst = GDALCreate(GDALGetDriverByName("MEM"), "", w, h, 0, GDT_Float32, NULL);
+	GDALDatasetH dst = NULL;
+	c.p = p;
+	memcpy(c.gt, wp->sgt, sizeof(c.gt));
+	memcpy(c.inv, wp->inv, sizeof(c.inv));
+	mmKernel k;
+	if (kernel_eligible(wp, bands, &k)) {
+		int r = kernel_run(wp, &k, &c, out, w, h, err, errlen);
+		free(k.nodata), free(k.nanNodata);
+		if (r > 0)
+			__atomic_add_fetch(&kernelRuns, 1, __ATOMIC_RELAXED);
+		if (r >= 0) {
+			ok = r;
+			goto out;
+		}
+	}
+	dst = GDALCreate(GDALGetDriverByName("MEM"), "", w, h, 0, GDT_Float32, NULL);
 	if (dst == NULL) {
 		set_err(err, errlen, "cannot create the window in memory");
 		goto out;
@@ -358,9 +736,6 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 	}
 	GDALSetGeoTransform(dst, wp->gt);
 	GDALSetProjection(dst, wp->wkt);
-	c.p = p;
-	memcpy(c.gt, wp->sgt, sizeof(c.gt));
-	memcpy(c.inv, wp->inv, sizeof(c.inv));
 	GDALWarpOptions *wo = GDALCloneWarpOptions(wp->wo);
 	wo->hSrcDS = wp->src;
 	wo->hDstDS = dst;
@@ -383,7 +758,7 @@ out:
 		GDALDestroyWarpOperation(op);
 	if (dst)
 		GDALClose(dst);
-	free(c.x), free(c.y), free(c.z), free(c.ok), free(c.at), free(c.k);
+	free(c.x), free(c.y), free(c.z), free(c.ok), free(c.at);
 	CPLPopErrorHandler();
 	return ok;
 }

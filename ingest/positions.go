@@ -1,4 +1,5 @@
-// Exact warps that share their source positions between rasters.
+// Fixed warps: positions from a lattice, shared between rasters, and our
+// kernel.
 
 package ingest
 
@@ -21,23 +22,30 @@ import (
 	"github.com/airbusgeo/godal"
 )
 
-// Exact windows (Window.Exact) transform every pixel's position exactly:
-// for a reprojected raster that is PROJ's inverse and forward projection
-// per pixel, ~400 ns each, nearly all of a block warp's time, and the
-// same for each raster of one CRS on one window (a Sentinel-2 scene's
-// 10 m, 20 m and 60 m groups and its SCL). So the positions in the
-// source CRS are kept per window and source CRS (positions.c) and each
-// raster's warp only applies its own geotransform to them, with the same
-// arithmetic as GDAL: the values are those of gdalwarp with the same
-// switches (tested against it). The warp options are gdalwarp's own: it
-// makes a warped VRT with the recipe's switches, and the warp runs
-// GDAL's warp operation with those options and the shared positions.
+// Fixed windows (Window.Fixed) need a pixel's position not to depend on
+// the window. gdalwarp -et 0 gets that by reprojecting every pixel
+// exactly with PROJ (~400 ns a pixel, nearly all of a block warp's
+// time, then GDAL's general warp kernel, ~40 ns a sample). Here instead:
+//   - positions come from a lattice fixed to the CRS's origin (nodes
+//     every 8 window pixels, reprojected exactly, bilinear between them,
+//     each cell checked at its centre to within 1e-4 pixel, exact where
+//     the check fails), kept per window and source CRS so the rasters of
+//     one CRS (a Sentinel-2 scene's 10, 20 and 60 m groups and its SCL)
+//     share it, and each raster applies its own geotransform to them
+//     with GDAL's arithmetic;
+//   - our kernel (positions.c) makes the nearest and bilinear warps of
+//     gdalwarp's recipe, GDAL's arithmetic in GDAL's order, over those
+//     positions; other warps run GDAL's warp operation with them.
+// The options are gdalwarp's own, taken from the warped VRT it makes with
+// the recipe's switches. Where the positions are the same, values are
+// those of the gdalwarp command to the bit (tested); in lon/lat they
+// differ by the interpolation, about 1e-5 pixel.
 
-// Positions keeps the exact source positions of the windows warped with
-// it (Window.Shared), for the other rasters of the same CRS warped onto
-// the same windows; the least recently used window's are dropped beyond
-// a few. A cutter keeps one for its scene. A 576 x 576 block's positions
-// take 5.6 MB. Safe for concurrent use.
+// Positions keeps the lattices of the windows warped with it
+// (Window.Shared), for the other rasters of the same CRS warped onto the
+// same windows; the least recently used window's are dropped beyond a
+// few. A cutter keeps one for its scene. A 576 x 576 block's lattice
+// takes ~90 kB. Safe for concurrent use.
 type Positions struct {
 	mu     sync.Mutex
 	byKey  map[string]*positionTable
@@ -69,15 +77,24 @@ func (ps *Positions) Close() {
 	ps.closed = true
 }
 
-// Filled counts the window pixels whose positions are kept (for tests).
-func (ps *Positions) Filled() int {
+// Exact counts the points that warps with these positions asked for off
+// the lattice's good cells, computed exactly (for tests).
+func (ps *Positions) Exact() int {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	n := 0
 	for _, t := range ps.byKey {
-		n += int(C.mm_positions_filled(t.p))
+		n += int(C.mm_positions_exact(t.p))
 	}
 	return n
+}
+
+// Tables counts the lattices kept, one per window and source CRS (for
+// tests).
+func (ps *Positions) Tables() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.byKey)
 }
 
 // acquire returns the table named key for a w x h window, made if
@@ -154,21 +171,15 @@ func datasetHandle(ds *godal.Dataset) (h C.GDALDatasetH, ok bool) {
 		int(C.GDALGetRasterXSize(h)) == st.SizeX && int(C.GDALGetRasterYSize(h)) == st.SizeY
 }
 
-// errNotShareable says a warp cannot use shared positions (not exact, or
-// not between geotransforms): it goes to gdalwarp itself.
+// errNotShareable says a warp cannot use the lattice (no reprojection,
+// average resampling, an overview...): it goes to gdalwarp -et 0.
 var errNotShareable = errors.New("ingest: warp without shared positions")
 
-// warpShared is warpGDAL for an exact window, with the positions shared
-// (w.Shared) with the other rasters of the same CRS on the same window.
-func (r *Raster) warpShared(ctx context.Context, w Window, resampling string, buf []float32) ([]float32, error) {
+// warpLattice is warpGDAL for a Fixed window, with the lattice of
+// w.Shared and our kernel where it applies.
+func (r *Raster) warpLattice(ctx context.Context, w Window, resampling string, buf []float32) ([]float32, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
-	}
-	// GDAL's nearest and bilinear kernels ask for the positions of pixel
-	// centres, which the table keeps; its average kernel asks for pixel
-	// corners
-	if resampling != Nearest && resampling != Bilinear {
-		return nil, fmt.Errorf("%w: %s resampling", errNotShareable, resampling)
 	}
 	ec := &errCollector{remote: r.remote}
 	sw := append([]string{"-of", "VRT"}, w.WarpSwitches(resampling)...)
@@ -210,3 +221,7 @@ func (r *Raster) warpShared(ctx context.Context, w Window, resampling string, bu
 	releaseFreeMemory(4 * n)
 	return buf, nil
 }
+
+// kernelRuns counts the warps made with our kernel rather than GDAL's
+// (for tests).
+func kernelRuns() int { return int(C.mm_kernel_runs()) }

@@ -17,17 +17,24 @@ typedef struct mmWarp mmWarp;
 // reason in err.
 mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, char **key, char *err, int errlen);
 
-// mm_positions_new makes an empty table of the positions named by key for
-// a w x h window; NULL on failure, with the reason in err.
+// mm_positions_new makes the lattice of positions named by key for a
+// w x h window: the reprojection computed exactly at nodes every few
+// window pixels, fixed to the CRS's origin, and interpolated between them
+// (see positions.c); NULL on failure, with the reason in err.
 mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errlen);
 void mm_positions_free(mmPositions *p);
-// mm_positions_filled counts the window pixels whose position is known.
-long mm_positions_filled(mmPositions *p);
+// mm_positions_exact counts the points warps asked for that the lattice
+// did not cover, computed exactly.
+long mm_positions_exact(mmPositions *p);
+// mm_positions_nodes counts the lattice's nodes.
+int mm_positions_nodes(mmPositions *p);
 
 // mm_warp_run warps into out (bands of w x h Float32, band after band)
-// with the positions of p, computing those not yet known. 0 on failure,
+// with the positions of p. 0 on failure,
 // with the reason in err.
 int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands, char *err, int errlen);
 void mm_warp_free(mmWarp *wp);
+// mm_kernel_runs counts the warps our kernel made (not GDAL's).
+long mm_kernel_runs(void);
 
 #endif

@@ -10,20 +10,30 @@ import (
 	"github.com/paulmach/orb"
 )
 
-// TestSharedPositionsMatchGDALWarp warps rasters of two CRSs, neither the
-// window's, onto the same exact windows with shared positions: each
-// warp's values are those of the gdalwarp tool on the same switches, to
-// the bit, and the positions are computed once per window and source CRS
-// (the rasters of one CRS but of other resolutions use the first one's).
-func TestSharedPositionsMatchGDALWarp(t *testing.T) {
+// TestFixedWarpsMatchGDALWarp warps rasters of two CRSs, neither the
+// window's, onto the same Fixed windows, inside the rasters and across
+// their edges, and compares each with the gdalwarp tool on the same
+// switches (-et 0, every position exact). Between the two UTM zones'
+// datums the lattice's positions are the exact ones to ~1e-9 pixel, and
+// the values must be gdalwarp's (our kernel for nearest and bilinear,
+// GDAL's for average) to the bit but for a rounding now and then (2 float
+// ulps at most); in lon/lat they differ by the
+// interpolation, and the values by at most what 1e-4 pixel can change
+// them. Our kernel must be the one that ran where it applies, and GDAL's
+// where GDAL would shrink the source with another formula. One lattice
+// per window and source CRS, every point on its good cells.
+func TestFixedWarpsMatchGDALWarp(t *testing.T) {
 	dir := t.TempDir()
 	zero := 0.0
 	const x0, y0 = 446400.0, 4651920.0 // grid corner, EPSG:26915
+	// values: a gradient with texture (neighbours differ by at most
+	// maxStep), nodata now and then
+	const maxStep = 252
 	write := func(name string, epsg int, gt [6]float64, w, h, bands int, dtype string, nodata *float64) string {
 		return writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, name), EPSG: epsg, GeoTransform: gt, Width: w, Height: h, Bands: bands, DataType: dtype, Nodata: nodata},
-			func(i, yStart int) float64 { return float64((i*7919+yStart*31)%251 + i%w) }) // a gradient with texture, nodata now and then
+			func(i, yStart int) float64 { return float64((i*7919+yStart*31)%251 + i%w) })
 	}
-	// the north-west corner in lon/lat, for the EPSG:4326 raster
+	// the north-west corner in lon/lat, for the EPSG:4326 rasters
 	toLL, err := NewTransformer(26915, 4326)
 	if err != nil {
 		t.Fatal(err)
@@ -34,27 +44,34 @@ func TestSharedPositionsMatchGDALWarp(t *testing.T) {
 	}
 	toLL.Close()
 	type raster struct {
-		name  string
-		path  string
-		alg   string
-		group string // rasters of one group share positions; "": none kept
-		bands int
+		name   string
+		path   string
+		alg    string
+		crs    string // source CRS: one lattice each; "": none
+		bands  int
+		kernel bool    // ours, not GDAL's
+		tol    float64 // largest difference allowed; 0: 2 float ulps, as positions ~1e-9 pixel apart can make
 	}
+	// in lon/lat: 1e-4 window pixel of position, in source pixels (at
+	// most 1.3 here), times the steepest change of value per source pixel
+	lonlat := 1e-4 * 1.3 * 2 * maxStep
 	rasters := []raster{
 		// WGS 84 / UTM 15N (Sentinel-2's CRS) onto NAD83 / UTM 15N
-		{"10 m UInt16, 4 bands", write("s10.tif", 32615, [6]float64{x0 - 300, 10, 0, y0 + 300, 0, -10}, 360, 330, 4, "UInt16", &zero), Bilinear, "32615", 4},
-		{"20 m UInt16, nodata", write("s20.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 2, "UInt16", &zero), Bilinear, "32615", 2},
-		{"60 m UInt16", write("s60.tif", 32615, [6]float64{x0 - 300, 60, 0, y0 + 300, 0, -60}, 60, 55, 2, "UInt16", nil), Bilinear, "32615", 2},
-		{"20 m Byte, nearest", write("scl.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 1, "Byte", &zero), Nearest, "32615", 1},
-		// not shared: average (GDAL's kernel transforms pixel corners), and
-		// a raster in the window's CRS (no reprojection: nothing to share)
-		{"20 m UInt16, average", write("avg.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 2, "UInt16", &zero), Average, "", 2},
-		{"window's CRS, 20 m, shifted", write("same.tif", 26915, [6]float64{x0 - 295, 20, 0, y0 + 305, 0, -20}, 180, 165, 2, "UInt16", &zero), Bilinear, "", 2},
-		// lon/lat (Sentinel-1 GRD's)
-		{"EPSG:4326 Float32", write("s1.tif", 4326, [6]float64{ll[0][0], 0.0001, 0, ll[0][1], 0, -0.00009}, 400, 380, 2, "Float32", nil), Bilinear, "4326", 2},
+		{"10 m UInt16, 4 bands", write("s10.tif", 32615, [6]float64{x0 - 300, 10, 0, y0 + 300, 0, -10}, 360, 330, 4, "UInt16", &zero), Bilinear, "32615", 4, true, 0},
+		{"20 m UInt16, nodata", write("s20.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 2, "UInt16", &zero), Bilinear, "32615", 2, true, 0},
+		{"60 m UInt16", write("s60.tif", 32615, [6]float64{x0 - 300, 60, 0, y0 + 300, 0, -60}, 60, 55, 2, "UInt16", nil), Bilinear, "32615", 2, true, 0},
+		{"20 m Byte, nearest", write("scl.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 1, "Byte", &zero), Nearest, "32615", 1, true, 0},
+		// GDAL's average kernel over the lattice's positions
+		{"20 m UInt16, average", write("avg.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 2, "UInt16", &zero), Average, "32615", 2, false, 0},
+		// the window's CRS: no reprojection, no lattice: gdalwarp itself
+		{"window's CRS, 20 m, shifted", write("same.tif", 26915, [6]float64{x0 - 295, 20, 0, y0 + 305, 0, -20}, 180, 165, 2, "UInt16", &zero), Bilinear, "", 2, false, 0},
+		// lon/lat (Sentinel-1 GRD's): ~8 x 10 m pixels, which GDAL shrinks
+		// with its general kernel; ~16 x 20 m, enlarged with 4 samples
+		{"EPSG:4326 Float32, shrunk", write("s1.tif", 4326, [6]float64{ll[0][0], 0.0001, 0, ll[0][1], 0, -0.00009}, 400, 380, 2, "Float32", nil), Bilinear, "4326", 2, false, lonlat},
+		{"EPSG:4326 Float32, nodata", write("s1b.tif", 4326, [6]float64{ll[0][0], 0.0002, 0, ll[0][1], 0, -0.00018}, 200, 190, 2, "Float32", &zero), Bilinear, "4326", 2, true, lonlat},
 	}
 	sceneOf := func(rr raster) *mm.Scene {
-		if rr.group == "4326" || rr.name == "window's CRS, 20 m, shifted" {
+		if rr.crs == "4326" || rr.crs == "" {
 			return scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: rr.path, Bands: []string{"VV", "VH"}}})
 		}
 		return scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: rr.path, Bands: []string{"red", "green", "blue", "nir"}[:rr.bands]}})
@@ -70,44 +87,57 @@ func TestSharedPositionsMatchGDALWarp(t *testing.T) {
 	for _, wd := range windows {
 		side := float64(wd.px) * 10
 		shared := NewPositions(4)
-		w := Window{EPSG: 26915, Bounds: [4]float64{x0 + wd.dx, y0 + wd.dy - side, x0 + wd.dx + side, y0 + wd.dy}, Width: wd.px, Height: wd.px, Exact: true, Shared: shared}
-		groups := map[string]bool{}
+		w := Window{EPSG: 26915, Bounds: [4]float64{x0 + wd.dx, y0 + wd.dy - side, x0 + wd.dx + side, y0 + wd.dy}, Width: wd.px, Height: wd.px, Fixed: true, Shared: shared}
+		crss := map[string]bool{}
 		for _, rr := range rasters {
 			src, err := Open(context.Background(), sceneOf(rr), Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
+			runs := kernelRuns()
 			got, err := src.Rasters[0].Warp(context.Background(), w, rr.alg)
+			ran := kernelRuns() - runs
 			src.Close()
 			if err != nil {
 				t.Fatalf("%s, %s: %v", wd.what, rr.name, err)
 			}
-			if rr.group != "" {
-				groups[rr.group] = true
+			if ran != map[bool]int{true: 1}[rr.kernel] {
+				t.Errorf("%s, %s: our kernel ran %d times, want %v", wd.what, rr.name, ran, rr.kernel)
 			}
-			// every window pixel's position is kept once per source CRS
-			if f, want := shared.Filled(), len(groups)*wd.px*wd.px; f != want {
-				t.Errorf("%s, %s: %d positions kept, want %d (one per pixel and source CRS)", wd.what, rr.name, f, want)
+			if rr.crs != "" {
+				crss[rr.crs] = true
+			}
+			if n, want := shared.Tables(), len(crss); n != want {
+				t.Errorf("%s, %s: %d lattices kept, want %d (one per source CRS)", wd.what, rr.name, n, want)
+			}
+			if n := shared.Exact(); n != 0 {
+				t.Errorf("%s, %s: %d points off the lattice's good cells", wd.what, rr.name, n)
 			}
 			want := gdalwarpAll(t, rr.path, w, rr.alg)
 			if len(got) != len(want) {
 				t.Fatalf("%s, %s: %d values, gdalwarp %d", wd.what, rr.name, len(got), len(want))
 			}
-			diff, nan := 0, 0
+			diff, nan, worst, ulps := 0, 0, 0.0, 0
 			for i := range want {
 				g, e := got[i], want[i]
 				if math.IsNaN(float64(e)) {
 					nan++
 				}
-				if math.Float32bits(g) != math.Float32bits(e) && !(g != g && e != e) {
-					if diff == 0 {
-						t.Errorf("%s, %s: value %d: %v, gdalwarp %v", wd.what, rr.name, i, g, e)
-					}
+				if math.IsNaN(float64(g)) != math.IsNaN(float64(e)) {
+					t.Fatalf("%s, %s: value %d: %v, gdalwarp %v (nodata differs)", wd.what, rr.name, i, g, e)
+				}
+				if math.Float32bits(g) != math.Float32bits(e) && g == g {
 					diff++
+					worst = max(worst, math.Abs(float64(g-e)))
+					ulps = max(ulps, int(math.Abs(float64(int64(math.Float32bits(g))-int64(math.Float32bits(e))))))
 				}
 			}
-			if diff > 0 {
-				t.Errorf("%s, %s: %d of %d values differ", wd.what, rr.name, diff, len(want))
+			t.Logf("%s, %s: %d of %d values differ from gdalwarp's, by at most %g", wd.what, rr.name, diff, len(want), worst)
+			if (rr.tol > 0 && worst > rr.tol) || (rr.tol == 0 && ulps > 2) {
+				t.Errorf("%s, %s: %d values differ from gdalwarp's, by up to %g, %d ulps (allowed %g, or 2 ulps)", wd.what, rr.name, diff, worst, ulps, rr.tol)
+			}
+			if rr.alg == Nearest && diff > 0 {
+				t.Errorf("%s, %s: %d nearest values differ from gdalwarp's", wd.what, rr.name, diff)
 			}
 			if nan == len(want) {
 				t.Errorf("%s, %s: every value is nodata", wd.what, rr.name)

@@ -184,7 +184,15 @@ func vrtOf(g []*Raster) (*Raster, error) {
 		paths[i], fields[i], hrefs[i] = m.Path, m.Field, m.Href
 	}
 	ec := &errCollector{remote: g[0].remote}
-	ds, err := godal.BuildVRT(f.Name(), paths, []string{"-separate"}, godal.ErrLogger(ec.handler()))
+	// the files share one grid, so each band's source covers the whole
+	// band: a simple source with the nodata on the band reads the same
+	// values as the complex source gdalbuildvrt makes for a source with
+	// nodata, without its per-pixel nodata test in double precision
+	args := []string{"-separate"}
+	if g[0].HasNodata {
+		args = append(args, "-srcnodata", "None", "-vrtnodata", strconv.FormatFloat(g[0].Nodata, 'g', -1, 64))
+	}
+	ds, err := godal.BuildVRT(f.Name(), paths, args, godal.ErrLogger(ec.handler()))
 	if err == nil {
 		err = ds.Close() // writes the file
 	}

@@ -22,16 +22,19 @@ type Window struct {
 	EPSG          int
 	Bounds        [4]float64
 	Width, Height int
-	// Exact transforms every pixel's position exactly (gdalwarp -et 0):
-	// a pixel's value then does not depend on the window around it, so a
-	// chip sliced from a larger window equals the chip warped alone. Else
-	// GDAL interpolates positions linearly between exactly transformed
-	// ones, within 0.125 pixel (its default), far cheaper for large
-	// windows of reprojected rasters.
-	Exact bool
-	// Shared, for an exact window, keeps the source positions computed
-	// for one raster for the others of the same CRS (see Positions); the
-	// values do not change. Nil: nothing kept.
+	// Fixed makes a pixel's value independent of the window it is warped
+	// in, so a chip sliced from a larger window equals the chip warped
+	// alone. A reprojected raster's positions then come from a lattice
+	// fixed to the CRS's origin: exact reprojections every few pixels,
+	// interpolated between them within 1e-4 of a pixel (checked cell by
+	// cell; see positions.c), for nearest and bilinear warps; other
+	// warps transform every pixel exactly (gdalwarp -et 0). Not Fixed,
+	// GDAL interpolates positions within 0.125 pixel per warp chunk (its
+	// default), which depends on the window.
+	Fixed bool
+	// Shared, for a Fixed window, keeps the lattice computed for one
+	// raster for the others of the same CRS on the same window (see
+	// Positions). Nil: one made for the warp.
 	Shared *Positions
 }
 
@@ -48,11 +51,11 @@ func (w Window) WarpSwitches(resampling string) []string {
 		"-dstnodata", "nan",
 		// a band GDAL calls alpha (NAIP's NIR often is) is data, not a mask
 		"-nosrcalpha",
-		// chunks of warpMemoryMB; where positions are approximated, they
-		// are interpolated per chunk, so this is part of the recipe
+		// chunks of warpMemoryMB; where GDAL approximates positions, it
+		// interpolates them per chunk, so this is part of the recipe
 		"-wm", strconv.Itoa(warpMemoryMB),
 	}
-	if w.Exact {
+	if w.Fixed {
 		sw = append(sw, "-et", "0")
 	}
 	return sw
@@ -61,7 +64,7 @@ func (w Window) WarpSwitches(resampling string) []string {
 // warpMemoryMB is the most memory (MiB) one warp chunk's buffers take
 // (gdalwarp -wm; GDAL's default is 64): how GDAL splits a large window
 // into chunks (which changes values only where positions are
-// approximated, see Window.Exact). Kept under glibc's
+// approximated, see Window.Fixed). Kept under glibc's
 // largest mmap threshold (32 MiB), freed chunk buffers are reused by the
 // next warp instead of being unmapped and their pages faulted in anew:
 // on a 20 km scene, 7.1 s of the cut's 29 s was the kernel clearing
@@ -89,8 +92,12 @@ func (r *Raster) WarpInto(ctx context.Context, w Window, resampling string, buf 
 			return r.boxAverage(ctx, w, cols, rows, buf)
 		}
 	}
-	if w.Exact && w.Shared != nil {
-		out, err := r.warpShared(ctx, w, resampling, buf)
+	if w.Fixed {
+		if w.Shared == nil {
+			w.Shared = NewPositions(1)
+			defer w.Shared.Close()
+		}
+		out, err := r.warpLattice(ctx, w, resampling, buf)
 		if !errors.Is(err, errNotShareable) {
 			return out, err
 		}

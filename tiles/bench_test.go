@@ -91,7 +91,7 @@ func BenchmarkChipBuilding(b *testing.B) {
 		shared := ingest.NewPositions(4)
 		for _, rd := range reads {
 			for _, bb := range blockBounds(c, grid, size) {
-				win := c.exactWindow(rd.raster, bb, float64(grid.FootprintM)/float64(size), shared)
+				win := c.fixedWindow(bb, float64(grid.FootprintM)/float64(size), shared)
 				t0 := time.Now()
 				if _, err := rd.raster.Warp(context.Background(), win, rd.resampling); err != nil {
 					b.Fatal(err)

@@ -52,7 +52,6 @@ type Cutter struct {
 	positions *ingest.Positions
 	// per input size, per block: the lattice cells of the chips it serves
 	blockExtents map[int]map[[2]int][4]int
-	crsRasters   map[int]int               // rasters per EPSG code
 	edge         float64                   // see NewCutter
 	blocks       map[blockKey]*warpedBlock // the last window warped per raster, resampling, size and kind
 	near         map[mm.ChipID][4]float64  // EachOf's groups of nearby off-lattice chips: the window each shares
@@ -62,19 +61,18 @@ type Cutter struct {
 	row0         int
 }
 
-// Chips on the grid's lattice are warped a block at a time: one GDAL warp
-// of up to blockChips x blockChips chips per raster, each chip then sliced
+// Chips on the grid's lattice are warped a block at a time: one warp of
+// up to blockChips x blockChips chips per raster, each chip then sliced
 // out of it. A warp costs far more to set up than to run, and neighbouring
 // chips read the same source blocks, so this reads each source block once
 // per block of chips instead of once per chip (chips too large for blocks,
-// such as METER-ML's 720 px, are warped one by one, with GDAL's
-// approximate transformation). Chips off the lattice
-// (probes shifted by half a chip) handed to EachOf together, such as the
-// eight around one detection, share one warp of the ground they cover
-// (at most three footprints a side); one alone is warped with the ground
-// one footprint around it, for the probes that may follow. With
-// the exact transformation (ingest.Window.Exact) a pixel does not
-// depend on the window: sliced chips equal chips warped alone.
+// such as METER-ML's 720 px, are warped one by one). Chips off the
+// lattice (probes shifted by half a chip) handed to EachOf together, such
+// as the eight around one detection, share one warp of the ground they
+// cover (at most three footprints a side); one alone is warped with the
+// ground one footprint around it, for the probes that may follow. Every
+// window is Fixed (ingest.Window.Fixed): a pixel does not depend on the
+// window, so sliced chips equal chips warped alone.
 const (
 	blockPixels = 640 // largest block side in pixels
 )
@@ -162,21 +160,10 @@ func NewCutter(src *ingest.Source, grid *Grid, spec mm.ChipSpec, opts CutOptions
 	if c.toLL, err = ingest.NewTransformer(grid.EPSG, 4326); err != nil {
 		return nil, err
 	}
-	// the rasters of one CRS share the positions of a block (or probe
-	// group) window; a cutter works on one block at a time, so one
-	// window's positions are kept (two gave 20 km scenes +5 MiB of peak
-	// memory and nothing faster). A
-	// raster alone in its CRS has nothing to share them with, and a
-	// shared warp computing all its positions costs 6-12 % more than
-	// gdalwarp's (best of 10, 5 km scene: Sentinel-1 block 92 -> 104 ms,
-	// the first Sentinel-2 group 147 -> 157 ms).
-	c.positions = ingest.NewPositions(1)
-	c.crsRasters = map[int]int{}
-	for _, r := range src.Rasters {
-		if r.EPSG != 0 {
-			c.crsRasters[r.EPSG]++
-		}
-	}
+	// the rasters of one CRS share the lattice of a block (or probe
+	// group) window; a cutter works on one block at a time, with a
+	// lattice per source CRS (~90 kB each for a 576 px block)
+	c.positions = ingest.NewPositions(4)
 	// Pixels with data lie inside the rasters' footprints, or within a
 	// chip pixel of their edges (an average over a pixel the edge
 	// crosses): a chip whose share inside (Grid.Inside) is under MinValid
@@ -236,10 +223,11 @@ func (c *Cutter) Close() {
 	}
 }
 
-// Window returns the grid window of a chip at the given size.
+// Window returns the grid window of a chip at the given size: Fixed, so
+// the chip is the same sliced from a block or warped alone, and its
+// positions within 1e-4 pixel of exact at any size.
 func (c *Cutter) Window(id mm.ChipID, size int) ingest.Window {
-	// exact where chips of this size may come sliced from a larger window
-	return ingest.Window{EPSG: c.grid.EPSG, Bounds: id.Bounds(), Width: size, Height: size, Exact: BlockChips(size) > 1}
+	return ingest.Window{EPSG: c.grid.EPSG, Bounds: id.Bounds(), Width: size, Height: size, Fixed: true, Shared: c.positions}
 }
 
 // Cut warps every input of the chip. skip is "" for a chip to score, or the
@@ -526,7 +514,7 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 			reuse = blk.vals
 			delete(c.blocks, key)
 		}
-		iw := c.exactWindow(r, win, pixel, c.positions)
+		iw := c.fixedWindow(win, pixel, c.positions)
 		vals, err := r.WarpInto(ctx, iw, alg, reuse)
 		if err != nil {
 			return nil, err
@@ -552,15 +540,11 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 	return out, nil
 }
 
-// exactWindow is the exact window over win in pixels of pixel metres for
-// r, sharing positions with the other rasters of r's CRS (if any).
-func (c *Cutter) exactWindow(r *ingest.Raster, win [4]float64, pixel float64, shared *ingest.Positions) ingest.Window {
+// fixedWindow is the Fixed window over win in pixels of pixel metres,
+// sharing lattices with the other rasters warped with shared.
+func (c *Cutter) fixedWindow(win [4]float64, pixel float64, shared *ingest.Positions) ingest.Window {
 	w, h := int(math.Round((win[2]-win[0])/pixel)), int(math.Round((win[3]-win[1])/pixel))
-	iw := ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h, Exact: true}
-	if c.crsRasters[r.EPSG] > 1 {
-		iw.Shared = shared
-	}
-	return iw
+	return ingest.Window{EPSG: c.grid.EPSG, Bounds: win, Width: w, Height: h, Fixed: true, Shared: shared}
 }
 
 // fits reports whether a chip lies in the window on its own pixel grid.

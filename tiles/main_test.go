@@ -93,7 +93,7 @@ func gdalwarpChip(t testing.TB, src string, band int, w ingest.Window, alg strin
 	args := []string{"-q", "-overwrite", "-t_srs", fmt.Sprintf("EPSG:%d", w.EPSG),
 		"-te", f(w.Bounds[0]), f(w.Bounds[1]), f(w.Bounds[2]), f(w.Bounds[3]),
 		"-ts", fmt.Sprint(w.Width), fmt.Sprint(w.Height), "-r", alg, "-ot", "Float32", "-dstnodata", "nan", "-nosrcalpha"}
-	if w.Exact {
+	if w.Fixed {
 		args = append(args, "-et", "0")
 	} else {
 		// GDAL's approximate transformation interpolates positions per
@@ -126,6 +126,43 @@ func sameValues(got, want []float32, tol float64) (string, bool) {
 		}
 		if !math.IsNaN(g) && math.Abs(g-w) > tol*math.Max(1, math.Abs(w)) {
 			return fmt.Sprintf("pixel %d: %v vs %v", i, g, w), false
+		}
+	}
+	return "", true
+}
+
+// nearValues compares a w-pixel-wide raster warped with the lattice's
+// positions (ingest.Window.Fixed) with gdalwarp's exact ones: NaN where
+// the other is NaN, and elsewhere values no further apart than a position
+// error of pos window pixels can take them — pos times the steepest
+// change to a neighbouring pixel of gdalwarp's output, along both axes
+// — plus 2 float ulps. It returns a description of the first
+// difference.
+func nearValues(got, want []float32, w int, pos float64) (string, bool) {
+	if len(got) != len(want) {
+		return fmt.Sprintf("length %d vs %d", len(got), len(want)), false
+	}
+	for i := range got {
+		g, e := float64(got[i]), float64(want[i])
+		if math.IsNaN(g) != math.IsNaN(e) {
+			return fmt.Sprintf("pixel %d: %v vs %v (nodata differs)", i, g, e), false
+		}
+		if math.IsNaN(g) {
+			continue
+		}
+		steep := 0.0
+		x, y := i%w, i/w
+		for _, d := range [][2]int{{-1, 0}, {1, 0}, {0, -1}, {0, 1}} {
+			nx, ny := x+d[0], y+d[1]
+			if nx < 0 || ny < 0 || nx >= w || (ny*w+nx) >= len(want) {
+				continue
+			}
+			if v := float64(want[ny*w+nx]); !math.IsNaN(v) {
+				steep = max(steep, math.Abs(v-e))
+			}
+		}
+		if tol := pos*2*steep + 2*float64(math.Nextafter32(float32(math.Abs(e)), float32(math.Inf(1)))-float32(math.Abs(e))); math.Abs(g-e) > tol {
+			return fmt.Sprintf("pixel %d: %v vs %v (allowed %g)", i, g, e, tol), false
 		}
 	}
 	return "", true

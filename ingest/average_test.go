@@ -63,7 +63,7 @@ func TestAverageMatchesGDALWarp(t *testing.T) {
 			// then cut in half along the window pixels' edges
 			gx, gy := math.Round((x0+wd.dx)/10)*10, math.Round((y0+wd.dy)/10)*10
 			side := float64(wd.px) * 10
-			w := Window{EPSG: 26915, Bounds: [4]float64{gx, gy - side, gx + side, gy}, Width: wd.px, Height: wd.px, Exact: true}
+			w := Window{EPSG: 26915, Bounds: [4]float64{gx, gy - side, gx + side, gy}, Width: wd.px, Height: wd.px, Fixed: true}
 			cols, rows, ok := r.boxSpans(w)
 			// windows across an edge are GDAL's where its chunks may
 			// decide (see boxSpans); inside the raster and off it, and

@@ -144,3 +144,31 @@ func writeTestRaster(t *testing.T, spec GeoTIFFSpec, value func(i, yStart int) f
 	}
 	return spec.Path
 }
+
+// TestColumnSums checks the eight-bytes-at-a-time column sums against
+// plain ones: strides that are not a multiple of eight, and the most rows
+// its 16-bit lanes hold, all at 255.
+func TestColumnSums(t *testing.T) {
+	for _, tc := range []struct{ stride, rows int }{{13, 10}, {64, 1}, {7, 3}, {29, maxLaneRows}} {
+		band := make([]uint8, tc.stride*(tc.rows+3))
+		for i := range band {
+			band[i] = uint8(i * 37 % 256)
+		}
+		if tc.rows == maxLaneRows {
+			for i := range band {
+				band[i] = 255
+			}
+		}
+		sums := make([]uint32, tc.stride)
+		columnSums(band, tc.stride, 2, tc.rows, sums)
+		for x := range tc.stride {
+			var want uint32
+			for j := 2; j < 2+tc.rows; j++ {
+				want += uint32(band[j*tc.stride+x])
+			}
+			if sums[x] != want {
+				t.Fatalf("stride %d, %d rows: column %d sums to %d, want %d", tc.stride, tc.rows, x, sums[x], want)
+			}
+		}
+	}
+}

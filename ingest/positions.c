@@ -29,8 +29,51 @@
 
 #include "positions.h"
 
+// mmReproj is a reprojection (a GenImgProj transformer with identity
+// geotransforms), made once per process for each pair of CRSs and
+// options: rebuilding it from its XML (PROJ's database) took 5-8 ms, more
+// than a block's lattice. A handful per process, never freed.
+typedef struct mmReproj {
+	char *key;
+	void *tr;
+	pthread_mutex_t mu; // its PROJ objects are not thread safe
+	struct mmReproj *next;
+} mmReproj;
+
+static pthread_mutex_t reprojsMu = PTHREAD_MUTEX_INITIALIZER;
+static mmReproj *reprojs;
+
+// reproj_for returns the reprojection of tree (its geotransforms set to
+// the identity), made if needed; NULL if GDAL cannot make it.
+static mmReproj *reproj_for(CPLXMLNode *tree) {
+	char *key = CPLSerializeXMLTree(tree);
+	if (key == NULL)
+		return NULL;
+	pthread_mutex_lock(&reprojsMu);
+	mmReproj *r = reprojs;
+	while (r != NULL && strcmp(r->key, key) != 0)
+		r = r->next;
+	if (r == NULL) {
+		GDALTransformerFunc fn = NULL;
+		void *arg = NULL;
+		if (GDALDeserializeTransformer(tree, &fn, &arg) == CE_None && fn == GDALGenImgProjTransform &&
+		    (r = calloc(1, sizeof(*r))) != NULL) {
+			r->key = key, key = NULL;
+			r->tr = arg, arg = NULL;
+			pthread_mutex_init(&r->mu, NULL);
+			r->next = reprojs;
+			reprojs = r;
+		}
+		if (arg)
+			GDALDestroyTransformer(arg);
+	}
+	pthread_mutex_unlock(&reprojsMu);
+	CPLFree(key);
+	return r;
+}
+
 struct mmPositions {
-	pthread_mutex_t mu; // the reprojection's PROJ objects are not thread safe
+	pthread_mutex_t mu; // for exact
 	double gt[6];       // the window's geotransform
 	double step;        // lattice spacing, in the window CRS's units
 	long i0, j0;        // the first node's indices (node i is at X = i * step)
@@ -38,7 +81,7 @@ struct mmPositions {
 	double *gx, *gy;    // nodes' positions in the source CRS
 	unsigned char *ok;  // per cell (nx-1 x ny-1): interpolation holds
 	long exact;         // points computed exactly (off the lattice or its good cells)
-	void *reproj;       // GenImgProj transformer, window CRS -> source CRS, identity geotransforms
+	mmReproj *reproj;   // window CRS -> source CRS
 };
 
 // the transformer the warp kernel calls
@@ -186,8 +229,6 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 	CPLPushErrorHandler(CPLQuietErrorHandler);
 	CPLErrorReset();
 	mmPositions *p = NULL;
-	GDALTransformerFunc fn = NULL;
-	void *arg = NULL;
 	double *cx = NULL, *cy = NULL, *cz = NULL;
 	int *cok = NULL, *nok = NULL;
 	CPLXMLNode *tree = CPLParseXMLString(key);
@@ -200,20 +241,18 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 	// the reprojection alone: identity geotransforms on both sides
 	CPLSetXMLValue(tree, "DstGeoTransform", "0,1,0,0,0,1");
 	CPLSetXMLValue(tree, "DstInvGeoTransform", "0,1,0,0,0,1");
-	if (GDALDeserializeTransformer(tree, &fn, &arg) != CE_None || fn != GDALGenImgProjTransform) {
+	mmReproj *rp = reproj_for(tree);
+	if (rp == NULL) {
 		set_err(err, errlen, "cannot rebuild the positions' transformer");
-		if (arg)
-			GDALDestroyTransformer(arg);
 		goto out;
 	}
 	p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		snprintf(err, errlen, "out of memory");
-		GDALDestroyTransformer(arg);
 		goto out;
 	}
 	pthread_mutex_init(&p->mu, NULL);
-	p->reproj = arg;
+	p->reproj = rp;
 	memcpy(p->gt, gt, sizeof(gt));
 	// nodes at whole multiples of step from the CRS's origin, whatever the
 	// window: a point's position then does not depend on the window it is
@@ -247,8 +286,10 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 			cx[(size_t)j * (p->nx - 1) + i] = (p->i0 + i + 0.5) * p->step;
 			cy[(size_t)j * (p->nx - 1) + i] = (p->j0 + j + 0.5) * p->step;
 		}
-	int r1 = GDALGenImgProjTransform(p->reproj, TRUE, (int)nodes, p->gx, p->gy, nz, nok);
-	int r2 = GDALGenImgProjTransform(p->reproj, TRUE, (int)cells, cx, cy, cz, cok);
+	pthread_mutex_lock(&rp->mu);
+	int r1 = GDALGenImgProjTransform(rp->tr, TRUE, (int)nodes, p->gx, p->gy, nz, nok);
+	int r2 = GDALGenImgProjTransform(rp->tr, TRUE, (int)cells, cx, cy, cz, cok);
+	pthread_mutex_unlock(&rp->mu);
 	free(nz);
 	if (!r1 || !r2) {
 		set_err(err, errlen, "cannot reproject the lattice");
@@ -288,8 +329,6 @@ out:
 void mm_positions_free(mmPositions *p) {
 	if (p == NULL)
 		return;
-	if (p->reproj)
-		GDALDestroyTransformer(p->reproj);
 	free(p->gx), free(p->gy), free(p->ok);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -317,9 +356,17 @@ static int grow(mmCached *c, int n) {
 	return c->cap > 0;
 }
 
+// apply_gt is GDALApplyGeoTransform, inlined: the same expression in the
+// same order (no fused multiply-add on x86-64's baseline), so the same
+// doubles.
+static inline void apply_gt(const double *gt, double px, double py, double *x, double *y) {
+	*x = gt[0] + px * gt[1] + py * gt[2];
+	*y = gt[3] + px * gt[4] + py * gt[5];
+}
+
 // interpolate puts the source CRS position of the window CRS point X, Y
 // in *sx, *sy from the lattice; 0 when its cell does not hold.
-static int interpolate(const mmPositions *p, double X, double Y, double *sx, double *sy) {
+static inline int interpolate(const mmPositions *p, double X, double Y, double *sx, double *sy) {
 	double u = X / p->step, v = Y / p->step;
 	double fu = floor(u), fv = floor(v);
 	long i = (long)fu - p->i0, j = (long)fv - p->j0;
@@ -354,9 +401,9 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 		for (int i = 0; i < n; i++)
 			if (x[i] != HUGE_VAL && y[i] != HUGE_VAL)
 				GDALApplyGeoTransform(c->gt, x[i], y[i], x + i, y + i);
-		pthread_mutex_lock(&p->mu);
-		int r = GDALGenImgProjTransform(p->reproj, FALSE, n, x, y, z, ok);
-		pthread_mutex_unlock(&p->mu);
+		pthread_mutex_lock(&p->reproj->mu);
+		int r = GDALGenImgProjTransform(p->reproj->tr, FALSE, n, x, y, z, ok);
+		pthread_mutex_unlock(&p->reproj->mu);
 		if (r) {
 			double inv[6];
 			if (!GDALInvGeoTransform(p->gt, inv))
@@ -370,9 +417,9 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 	int m = 0;
 	for (int i = 0; i < n; i++) {
 		double X, Y, sx, sy;
-		GDALApplyGeoTransform(p->gt, x[i], y[i], &X, &Y);
+		apply_gt(p->gt, x[i], y[i], &X, &Y);
 		if (interpolate(p, X, Y, &sx, &sy)) {
-			GDALApplyGeoTransform(c->inv, sx, sy, x + i, y + i);
+			apply_gt(c->inv, sx, sy, x + i, y + i);
 			ok[i] = 1;
 			continue;
 		}
@@ -381,8 +428,10 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 	}
 	if (m == 0)
 		return TRUE;
+	pthread_mutex_lock(&p->reproj->mu);
+	int r = GDALGenImgProjTransform(p->reproj->tr, TRUE, m, c->x, c->y, c->z, c->ok);
+	pthread_mutex_unlock(&p->reproj->mu);
 	pthread_mutex_lock(&p->mu);
-	int r = GDALGenImgProjTransform(p->reproj, TRUE, m, c->x, c->y, c->z, c->ok);
 	p->exact += m;
 	pthread_mutex_unlock(&p->mu);
 	if (!r)
@@ -517,7 +566,7 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 	double *px = malloc(sizeof(double) * w), *py = malloc(sizeof(double) * w);
 	int *ok = malloc(sizeof(int) * w), *pok = calloc(w, sizeof(int));
 	float *buf = NULL;
-	unsigned char *valid = NULL, *any = NULL;
+	unsigned char *valid = NULL, *any = NULL, *every_band = NULL;
 	int ret = 0;
 	if (!x || !y || !z || !ok || !px || !py || !pok) {
 		snprintf(err, errlen, "out of memory");
@@ -606,12 +655,24 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 			snprintf(err, errlen, "out of memory for a %d x %d source window's masks", sw, sh);
 			goto out;
 		}
+		every_band = malloc(splane);
+		if (!every_band) {
+			snprintf(err, errlen, "out of memory for a %d x %d source window's masks", sw, sh);
+			goto out;
+		}
+		memset(every_band, 1, splane);
 		for (int b = 0; b < bands; b++)
-			for (size_t i = 0; i < splane; i++)
-				any[i] |= valid[b * splane + i] = band_valid(k, b, buf[b * splane + i]);
+			for (size_t i = 0; i < splane; i++) {
+				unsigned char v = band_valid(k, b, buf[b * splane + i]);
+				valid[b * splane + i] = v;
+				any[i] |= v;
+				every_band[i] &= v;
+			}
 		if (k->unified == 2)
 			for (int b = 0; b < bands; b++)
 				memcpy(valid + b * splane, any, splane);
+		if (k->unified == 2)
+			memcpy(every_band, any, splane);
 	}
 	// pass 2: the values
 	for (int r = 0; r < h; r++) {
@@ -631,8 +692,8 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				cx--;
 			if (cy == H)
 				cy--;
-			if (cx < x0 || cx >= x1 || cy < y0 || cy >= y1) {
-				snprintf(err, errlen, "a position outside the source window read");
+			if (cx < x0 || cx >= x1 || cy < y0 || cy >= y1) { // pass 1 missed it: GDAL's warp
+				ret = -1;
 				goto out;
 			}
 			const size_t centre = (size_t)(cx - x0) + (size_t)(cy - y0) * sw;
@@ -655,18 +716,36 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				iy = 0, ry = 1;
 			const double m[4] = {rx * ry, (1.0 - rx) * ry, rx * (1.0 - ry), (1.0 - rx) * (1.0 - ry)};
 			size_t at[4];
-			int in[4], n = 0;
+			int in[4];
 			for (int s = 0; s < 4; s++) {
 				const int xs = ix + (s & 1), ys = iy + (s >> 1);
 				in[s] = xs >= 0 && xs < W && ys >= 0 && ys < H;
 				if (in[s]) {
 					if (xs < x0 || xs >= x1 || ys < y0 || ys >= y1) {
-						snprintf(err, errlen, "a sample outside the source window read");
+						ret = -1;
 						goto out;
 					}
 					at[s] = (size_t)(xs - x0) + (size_t)(ys - y0) * sw;
-					n++;
 				}
+			}
+			if (in[0] && in[1] && in[2] && in[3] &&
+			    (!every_band || (every_band[at[0]] && every_band[at[1]] && every_band[at[2]] && every_band[at[3]]))) {
+				// the four samples with data in every band: the same sums,
+				// without the tests
+				double div = 0;
+				div += m[0], div += m[1], div += m[2], div += m[3];
+				if (div < 0.00001)
+					continue;
+				for (int b = 0; b < bands; b++) {
+					const float *src = buf + b * splane;
+					double acc = 0;
+					acc += (double)src[at[0]] * m[0];
+					acc += (double)src[at[1]] * m[1];
+					acc += (double)src[at[2]] * m[2];
+					acc += (double)src[at[3]] * m[3];
+					out[b * plane + o] = (float)(div == 1.0 ? acc : acc / div);
+				}
+				continue;
 			}
 			for (int b = 0; b < bands; b++) {
 				const float *src = buf + b * splane;
@@ -687,12 +766,11 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 					val = acc / div;
 				out[b * plane + o] = (float)val;
 			}
-			(void)n;
 		}
 	}
 	ret = 1;
 out:
-	free(x), free(y), free(z), free(ok), free(px), free(py), free(pok), free(buf), free(valid), free(any);
+	free(x), free(y), free(z), free(ok), free(px), free(py), free(pok), free(buf), free(valid), free(any), free(every_band);
 	return ret;
 }
 

@@ -7,6 +7,8 @@ package ingest
 #ifdef __GLIBC__
 #include <malloc.h>
 static void mm_trim(void) { malloc_trim(0); }
+// the heap's free bytes (mallinfo2 walks its bins: microseconds)
+static size_t mm_free_bytes(void) { return mallinfo2().fordblks; }
 // Run when the program is loaded, before any thread has allocated: glibc
 // fixes its number of heaps when a second thread first needs one.
 __attribute__((constructor)) static void mm_one_arena(void) {
@@ -14,40 +16,31 @@ __attribute__((constructor)) static void mm_one_arena(void) {
 }
 #else
 static void mm_trim(void) {}
+static size_t mm_free_bytes(void) { return 0; }
 #endif
 */
 import "C"
 
-import (
-	"sync/atomic"
-	"time"
-)
-
 // A large warp (trimSize bytes of output or more) gives the C heap's free
-// pages back, at most once per trimGap (all goroutines).
+// pages back when the heap holds trimFree bytes or more of free memory.
 const (
 	trimSize = 4 << 20
-	trimGap  = time.Second
+	trimFree = 8 << 20
 )
-
-var lastTrim atomic.Int64 // unix nanoseconds
 
 // releaseFreeMemory returns the C heap's free pages to the system
 // (glibc's malloc_trim; nothing elsewhere). GDAL allocates and frees
-// megabytes per large warp; glibc keeps what it frees, and interleaved
-// with the block cache's small blocks the heap fragments: over a 20 km
-// scene the resident size grew by ~100 MiB of free memory (measured: the
-// same 5 km grid cut 12 times grew 219 → 283 MiB, with a trim after each
-// pass it stayed at 194-205 MiB). Trimming after every large warp costs
-// page faults instead (a 720 px chip's buffers are mapped anew each time:
-// 16% of a DenseNet run's CPU was the kernel), hence at most once per
-// trimGap: about once per block of chips.
+// megabytes per large warp, and its block cache small blocks; glibc keeps
+// what is freed, and the heap fragments: over a 20 km scene the resident
+// size grew by ~100 MiB of free memory (measured: the same 5 km grid cut
+// 12 times grew 219 → 283 MiB, with a trim after each pass it stayed at
+// 194-205 MiB). Trimming after every large warp costs page faults
+// instead (when a 720 px chip's GDAL buffers were mapped anew each time:
+// 16% of a DenseNet run's CPU was the kernel), hence only when the heap's
+// free memory has reached trimFree. (It was at most once a second: with
+// faster warps, a 20 km scene's peak then held ~70 MiB of free heap.)
 func releaseFreeMemory(warped int) {
-	if warped < trimSize {
-		return
-	}
-	now, last := time.Now().UnixNano(), lastTrim.Load()
-	if now-last < int64(trimGap) || !lastTrim.CompareAndSwap(last, now) {
+	if warped < trimSize || C.mm_free_bytes() < trimFree {
 		return
 	}
 	C.mm_trim()

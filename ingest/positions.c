@@ -1,18 +1,18 @@
-// Exact warps whose source positions are shared between the rasters of one
-// CRS (see positions.go for why and when).
+// Fixed warps (see positions.go for why and when): positions from a
+// lattice, and our kernel.
 //
 // GDAL's transformer from window pixels to source pixels (its
 // "GenImgProj" transformer) takes three steps: window pixel -> window
 // georeferenced coordinates (the window's geotransform), reprojection into
 // the source CRS (PROJ), source georeferenced -> source pixel (the source's
-// inverse geotransform). Only the last step differs between two rasters of
-// the same CRS warped onto the same window, and the reprojection is nearly
-// all of the cost. So the positions after the second step are kept in a
-// table per window and source CRS, computed by the same transformer with
-// an identity source geotransform (so its last step changes nothing), and
-// each warp applies its own inverse geotransform to them with the same
-// arithmetic GDAL does. The kernel, options and everything else are
-// GDAL's, taken from the warped VRT gdalwarp makes with the same switches.
+// inverse geotransform). The reprojection is nearly all of the cost, and
+// the same for every raster of one CRS. So it is computed exactly only at
+// the nodes of a lattice fixed to the window CRS's origin (mmPositions,
+// one per window and source CRS) and interpolated in between; each warp
+// applies the window's and its own source's geotransforms with GDAL's
+// arithmetic. The warp options are gdalwarp's, taken from the warped VRT
+// it makes with the same switches; the kernel is ours for nearest and
+// bilinear (kernel_run), GDAL's warp operation otherwise.
 
 #include <float.h>
 #include <math.h>

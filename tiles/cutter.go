@@ -221,6 +221,10 @@ func (c *Cutter) Close() {
 	if c.positions != nil {
 		c.positions.Close()
 	}
+	for k, b := range c.blocks {
+		unmapFloats(b.vals)
+		delete(c.blocks, k)
+	}
 }
 
 // Window returns the grid window of a chip at the given size: Fixed, so
@@ -508,15 +512,24 @@ func (c *Cutter) warp(ctx context.Context, r *ingest.Raster, alg string, id mm.C
 			win = [4]float64{b[0] - f, b[1] - f, b[2] + f, b[3] + f}
 		}
 		// the window warped before gives up its buffer (a window per block
-		// would otherwise be garbage, and the heap grow with the scene)
+		// would otherwise be garbage, and the heap grow with the scene),
+		// mapped outside the Go heap (windows.go)
 		var reuse []float32
 		if blk != nil {
-			reuse = blk.vals
+			reuse = blk.vals[:cap(blk.vals)]
 			delete(c.blocks, key)
 		}
 		iw := c.fixedWindow(win, pixel, c.positions)
+		if n := len(r.Bands) * iw.Width * iw.Height; cap(reuse) < n {
+			unmapFloats(reuse)
+			var err error
+			if reuse, err = mapFloats(n); err != nil {
+				return nil, err
+			}
+		}
 		vals, err := r.WarpInto(ctx, iw, alg, reuse)
 		if err != nil {
+			unmapFloats(reuse)
 			return nil, err
 		}
 		blk = &warpedBlock{bounds: win, pixel: pixel, w: iw.Width, h: iw.Height, vals: vals}

@@ -155,9 +155,14 @@ func build(results []result) report {
 	add("end to end, 10 km scene (demo model)", "score end to end", "BenchmarkScore10km", "e2e-chips/s", "chips/s")
 	add("end to end, 10 km scene (demo model)", "score end to end", "BenchmarkScore10km", "e2e-km2/h", "km²/h")
 	add("end to end, 10 km scene (demo model)", "end to end / slower stage (time)", "BenchmarkScore10km", "e2e/slower-stage", "x")
+	add("end to end, 10 km scene (demo model)", "both stages back to back / slower stage", "BenchmarkScore10km", "stages-sum/slower-stage", "x")
+	add("end to end, 10 km scene (demo model)", "end to end / both stages back to back", "BenchmarkScore10km", "e2e/stages-sum", "x")
+	add("DenseNet-121 720x720, 3 km scene, no probes", "chip building alone", "BenchmarkDenseNetScore", "cut-chips/s", "chips/s")
 	add("DenseNet-121 720x720, 3 km scene, no probes", "inference alone (ONNX Runtime)", "BenchmarkDenseNetScore", "infer-chips/s", "chips/s")
 	add("DenseNet-121 720x720, 3 km scene, no probes", "score end to end", "BenchmarkDenseNetScore", "e2e-chips/s", "chips/s")
 	add("DenseNet-121 720x720, 3 km scene, no probes", "end to end / inference (time)", "BenchmarkDenseNetScore", "e2e/infer", "x")
+	add("DenseNet-121 720x720, 3 km scene, no probes", "both stages back to back / slower stage", "BenchmarkDenseNetScore", "stages-sum/slower-stage", "x")
+	add("DenseNet-121 720x720, 3 km scene, no probes", "end to end / both stages back to back", "BenchmarkDenseNetScore", "e2e/stages-sum", "x")
 	for _, km := range []string{"5", "10", "20"} {
 		add("peak resident memory (chip iteration)", km+" km scene", "BenchmarkChipMemory/"+km+"km", "peak-MiB", "MiB")
 	}

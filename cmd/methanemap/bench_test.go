@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,6 +200,7 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 	defer ns.Shutdown()
 	url := ns.ClientURL()
 	rate := map[int]float64{}
+	cores := map[int]float64{} // CPU seconds of the workers per second of the run
 	for i := range b.N {
 		for _, workers := range []int{1, 2} {
 			var procs []*exec.Cmd
@@ -238,6 +240,10 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 				os.WriteFile(filepath.Join(queue, sc.ID+".json"), data, 0o644)
 				ids = append(ids, sc.ID)
 			}
+			cpu0 := 0.0
+			for _, p := range procs {
+				cpu0 += cpuSeconds(b, p.Process.Pid)
+			}
 			t0 := time.Now()
 			var out, errb bytes.Buffer
 			if code := run(context.Background(), []string{"enqueue", "--nats", url, "--wait", "--timeout", "20m", queue}, &out, &errb); code != 0 {
@@ -245,6 +251,10 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 			}
 			took := time.Since(t0)
 			rate[workers] += float64(scenes) / took.Minutes()
+			for _, p := range procs {
+				cores[workers] += cpuSeconds(b, p.Process.Pid)
+			}
+			cores[workers] = (cores[workers] - cpu0) / took.Seconds()
 			for _, p := range procs {
 				p.Process.Signal(os.Interrupt)
 				p.Wait()
@@ -257,6 +267,27 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 	b.ReportMetric(rate[1]/float64(b.N), "scenes/min-1-worker")
 	b.ReportMetric(rate[2]/float64(b.N), "scenes/min-2-workers")
 	b.ReportMetric(rate[2]/rate[1], "2-workers/1-worker")
+	// one worker pipelines its cutter and ONNX Runtime's thread: the cores
+	// it keeps busy bound what a second can add on this machine
+	b.ReportMetric(cores[1], "cores-1-worker")
+	b.ReportMetric(cores[2], "cores-2-workers")
+	b.ReportMetric(float64(runtime.NumCPU())/cores[1], "cpus/cores-1-worker")
+}
+
+// cpuSeconds is the CPU time (user and system) a process has used so far,
+// from /proc.
+func cpuSeconds(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// fields after the command's closing parenthesis; utime and stime are
+	// the 14th and 15th of the line, in clock ticks (100 a second on Linux)
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	var ut, st float64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return (ut + st) / 100
 }
 
 // BenchmarkDenseNetScore scores a 3 km fixture scene end to end with

@@ -81,7 +81,7 @@ struct mmPositions {
 	double *gx, *gy;    // nodes' positions in the source CRS
 	unsigned char *ok;  // per cell (nx-1 x ny-1): interpolation holds
 	long exact;         // points computed exactly (off the lattice or its good cells)
-	mmReproj *reproj;   // window CRS -> source CRS
+	mmReproj *reproj;   // window CRS -> source CRS; NULL: the same CRS, no lattice
 };
 
 // the transformer the warp kernel calls
@@ -98,8 +98,7 @@ struct mmWarp {
 	GDALDatasetH src;
 	GDALWarpOptions *wo;
 	double sgt[6], inv[6]; // the source's geotransform and its inverse
-	double gt[6]; // the window's geotransform
-	char *wkt;    // the window's CRS
+	char *wkt; // the window's CRS
 };
 
 static void set_err(char *err, int errlen, const char *what) {
@@ -134,12 +133,6 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, 
 		set_err(err, errlen, "not an exact warp between geotransforms");
 		goto out;
 	}
-	// without reprojection there is nothing worth sharing, and GDAL's
-	// warper spots pure translations only with its own transformer
-	if (CPLGetXMLNode(gip, "ReprojectTransformer") == NULL) {
-		snprintf(err, errlen, "no reprojection");
-		goto out;
-	}
 	// the source is the dataset already open, not a second open of its file
 	CPLXMLNode *sd = CPLGetXMLNode(wo, "SourceDataset");
 	if (sd != NULL) {
@@ -154,8 +147,7 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, 
 	wp->src = src;
 	double own[6];
 	const char *sgts = CPLGetXMLValue(gip, "SrcGeoTransform", "");
-	if (!parse_gt(inv, wp->inv) || !parse_gt(sgts, wp->sgt) || GDALGetGeoTransform(vrt, wp->gt) != CE_None ||
-	    GDALGetGeoTransform(src, own) != CE_None) {
+	if (!parse_gt(inv, wp->inv) || !parse_gt(sgts, wp->sgt) || GDALGetGeoTransform(src, own) != CE_None) {
 		set_err(err, errlen, "cannot read the geotransforms");
 		goto fail;
 	}
@@ -166,12 +158,14 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, 
 		goto fail;
 	}
 	wp->wkt = CPLStrdup(GDALGetProjectionRef(vrt));
-	// the positions' name: this transformer with an identity source
-	// geotransform (window geotransform, both CRS and the reprojection's
-	// options all in it); every position of the warp comes from it
+	// the reprojection's name: this transformer with identity
+	// geotransforms (both CRSs and the reprojection's options in it);
+	// every position of the warp comes from it, on any window
 	georef = CPLCloneXMLTree(gip);
 	CPLSetXMLValue(georef, "SrcGeoTransform", "0,1,0,0,0,1");
 	CPLSetXMLValue(georef, "SrcInvGeoTransform", "0,1,0,0,0,1");
+	CPLSetXMLValue(georef, "DstGeoTransform", "0,1,0,0,0,1");
+	CPLSetXMLValue(georef, "DstInvGeoTransform", "0,1,0,0,0,1");
 	// so the options are read without it (building it again costs ~3 ms)
 	CPLXMLNode *tr = CPLGetXMLNode(wo, "Transformer");
 	CPLRemoveXMLChild(wo, tr);
@@ -225,7 +219,7 @@ void mm_warp_free(mmWarp *wp) {
 // are computed exactly, point by point.
 #define latticeTolerance 1e-4
 
-mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errlen) {
+mmPositions *mm_positions_new(const char *key, const double *wgt, int w, int h, char *err, int errlen) {
 	CPLPushErrorHandler(CPLQuietErrorHandler);
 	CPLErrorReset();
 	mmPositions *p = NULL;
@@ -233,16 +227,16 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 	int *cok = NULL, *nok = NULL;
 	CPLXMLNode *tree = CPLParseXMLString(key);
 	double gt[6];
-	const char *dgt = tree ? CPLGetXMLValue(tree, "DstGeoTransform", NULL) : NULL;
-	if (dgt == NULL || !parse_gt(dgt, gt) || gt[2] != 0 || gt[4] != 0 || gt[1] <= 0 || gt[5] >= 0) {
+	memcpy(gt, wgt, sizeof(gt));
+	if (tree == NULL || gt[2] != 0 || gt[4] != 0 || gt[1] <= 0 || gt[5] >= 0) {
 		set_err(err, errlen, "the window is not north up");
 		goto out;
 	}
-	// the reprojection alone: identity geotransforms on both sides
-	CPLSetXMLValue(tree, "DstGeoTransform", "0,1,0,0,0,1");
-	CPLSetXMLValue(tree, "DstInvGeoTransform", "0,1,0,0,0,1");
-	mmReproj *rp = reproj_for(tree);
-	if (rp == NULL) {
+	// the window's CRS is the source's: positions are the geotransforms'
+	// alone, as GDAL computes them, and there is nothing to interpolate
+	int same = CPLGetXMLNode(tree, "ReprojectTransformer") == NULL;
+	mmReproj *rp = same ? NULL : reproj_for(tree);
+	if (!same && rp == NULL) {
 		set_err(err, errlen, "cannot rebuild the positions' transformer");
 		goto out;
 	}
@@ -254,6 +248,8 @@ mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errl
 	pthread_mutex_init(&p->mu, NULL);
 	p->reproj = rp;
 	memcpy(p->gt, gt, sizeof(gt));
+	if (same)
+		goto out;
 	// nodes at whole multiples of step from the CRS's origin, whatever the
 	// window: a point's position then does not depend on the window it is
 	// warped in. One node beyond the window on every side.
@@ -367,6 +363,10 @@ static inline void apply_gt(const double *gt, double px, double py, double *x, d
 // interpolate puts the source CRS position of the window CRS point X, Y
 // in *sx, *sy from the lattice; 0 when its cell does not hold.
 static inline int interpolate(const mmPositions *p, double X, double Y, double *sx, double *sy) {
+	if (p->reproj == NULL) {
+		*sx = X, *sy = Y;
+		return 1;
+	}
 	double u = X / p->step, v = Y / p->step;
 	double fu = floor(u), fv = floor(v);
 	long i = (long)fu - p->i0, j = (long)fv - p->j0;
@@ -401,9 +401,15 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 		for (int i = 0; i < n; i++)
 			if (x[i] != HUGE_VAL && y[i] != HUGE_VAL)
 				GDALApplyGeoTransform(c->gt, x[i], y[i], x + i, y + i);
-		pthread_mutex_lock(&p->reproj->mu);
-		int r = GDALGenImgProjTransform(p->reproj->tr, FALSE, n, x, y, z, ok);
-		pthread_mutex_unlock(&p->reproj->mu);
+		int r = TRUE;
+		if (p->reproj != NULL) {
+			pthread_mutex_lock(&p->reproj->mu);
+			r = GDALGenImgProjTransform(p->reproj->tr, FALSE, n, x, y, z, ok);
+			pthread_mutex_unlock(&p->reproj->mu);
+		} else {
+			for (int i = 0; i < n; i++)
+				ok[i] = x[i] != HUGE_VAL && y[i] != HUGE_VAL;
+		}
 		if (r) {
 			double inv[6];
 			if (!GDALInvGeoTransform(p->gt, inv))
@@ -515,8 +521,11 @@ static int kernel_eligible(const mmWarp *wp, int bands, mmKernel *k) {
 		default:
 			return 0;
 		}
+		// GDAL's warper reads one mask band: the first band's, when it is
+		// the dataset's and not alpha (the recipe's -nosrcalpha makes
+		// alpha data); a mask like that is for GDAL's kernel
 		int flags = GDALGetMaskFlags(band);
-		if (flags != GMF_ALL_VALID && flags != GMF_NODATA)
+		if (b == 0 && (flags & GMF_PER_DATASET) && !(flags & GMF_ALPHA))
 			return 0;
 		if (wo->padfSrcNoDataImag && wo->padfSrcNoDataImag[b] != 0)
 			return 0;
@@ -775,6 +784,7 @@ out:
 }
 
 int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands, char *err, int errlen) {
+	// the window is the positions' (p->gt)
 	CPLPushErrorHandler(CPLQuietErrorHandler);
 	CPLErrorReset();
 	int ok = 0;
@@ -812,7 +822,7 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 			goto out;
 		}
 	}
-	GDALSetGeoTransform(dst, wp->gt);
+	GDALSetGeoTransform(dst, p->gt);
 	GDALSetProjection(dst, wp->wkt);
 	GDALWarpOptions *wo = GDALCloneWarpOptions(wp->wo);
 	wo->hSrcDS = wp->src;

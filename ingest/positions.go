@@ -97,28 +97,27 @@ func (ps *Positions) Tables() int {
 	return len(ps.byKey)
 }
 
-// acquire returns the table named key for a w x h window, made if
-// needed; release it after the warp.
-func (ps *Positions) acquire(key string, w, h int) (*positionTable, error) {
+// acquire returns the lattice of the reprojection named reproj for the
+// w x h window of geotransform gt, made if needed; release it after the
+// warp.
+func (ps *Positions) acquire(reproj string, gt [6]float64, w, h int) (*positionTable, error) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.closed {
 		return nil, errors.New("positions closed")
 	}
-	if t, ok := ps.byKey[key]; ok && t.w == w && t.h == h {
+	key := fmt.Sprintf("%s %v %d %d", reproj, gt, w, h)
+	if t, ok := ps.byKey[key]; ok {
 		t.users++
 		ps.lru.MoveToFront(t.elem)
 		return t, nil
 	}
-	ckey := C.CString(key)
+	ckey := C.CString(reproj)
 	defer C.free(unsafe.Pointer(ckey))
 	var cerr [512]C.char
-	p := C.mm_positions_new(ckey, C.int(w), C.int(h), &cerr[0], C.int(len(cerr)))
+	p := C.mm_positions_new(ckey, (*C.double)(unsafe.Pointer(&gt[0])), C.int(w), C.int(h), &cerr[0], C.int(len(cerr)))
 	if p == nil {
 		return nil, errors.New(C.GoString(&cerr[0]))
-	}
-	if old, ok := ps.byKey[key]; ok { // the same positions, another window size
-		ps.drop(old)
 	}
 	t := &positionTable{key: key, p: p, w: w, h: h, users: 1}
 	t.elem = ps.lru.PushFront(t)
@@ -181,45 +180,116 @@ func (r *Raster) warpLattice(ctx context.Context, w Window, resampling string, b
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ec := &errCollector{remote: r.remote}
-	sw := append([]string{"-of", "VRT"}, w.WarpSwitches(resampling)...)
-	vrt, err := r.ds.Warp("", sw, godal.ErrLogger(ec.handler()))
+	pw, err := r.prepared(w, resampling)
 	if err != nil {
-		return nil, ec.wrap(fmt.Sprintf("ingest: warp %s (%s)", r.Field, describe(r.Href)), err)
+		return nil, err
 	}
-	defer vrt.Close()
-	var cerr [512]C.char
-	var ckey *C.char
-	hsrc, ok1 := datasetHandle(r.ds)
-	hvrt, ok2 := datasetHandle(vrt)
-	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("%w: godal's dataset handle is not where it was", errNotShareable)
-	}
-	wp := C.mm_warp_prepare(hsrc, hvrt, C.double(warpMemoryMB<<20), &ckey, &cerr[0], C.int(len(cerr)))
-	if wp == nil {
-		return nil, fmt.Errorf("%w: %s", errNotShareable, C.GoString(&cerr[0]))
-	}
-	defer C.mm_warp_free(wp)
-	key := C.GoString(ckey)
-	C.VSIFree(unsafe.Pointer(ckey))
-	t, err := w.Shared.acquire(key, w.Width, w.Height)
+	// gdalwarp's geotransform for -te and -ts
+	gt := [6]float64{w.Bounds[0], (w.Bounds[2] - w.Bounds[0]) / float64(w.Width), 0, w.Bounds[3], 0, -((w.Bounds[3] - w.Bounds[1]) / float64(w.Height))}
+	t, err := w.Shared.acquire(pw.key, gt, w.Width, w.Height)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNotShareable, err)
 	}
 	defer w.Shared.release(t)
 	n := len(r.Bands) * w.Width * w.Height
-	if n == 0 || vrt.Structure().NBands != len(r.Bands) {
-		return nil, fmt.Errorf("%w: gdalwarp made %d bands of %s's %d", errNotShareable, vrt.Structure().NBands, r.Field, len(r.Bands))
-	}
 	if cap(buf) < n {
 		buf = make([]float32, n)
 	}
 	buf = buf[:n]
-	if C.mm_warp_run(wp, t.p, (*C.float)(unsafe.Pointer(&buf[0])), C.int(w.Width), C.int(w.Height), C.int(len(r.Bands)), &cerr[0], C.int(len(cerr))) == 0 {
+	var cerr [512]C.char
+	if C.mm_warp_run(pw.wp, t.p, (*C.float)(unsafe.Pointer(&buf[0])), C.int(w.Width), C.int(w.Height), C.int(len(r.Bands)), &cerr[0], C.int(len(cerr))) == 0 {
 		return nil, fmt.Errorf("ingest: warp %s (%s): %s", r.Field, describe(r.Href), C.GoString(&cerr[0]))
 	}
 	releaseFreeMemory(4 * n)
 	return buf, nil
+}
+
+// preparedWarp is gdalwarp's warp of a raster, with a resampling, onto
+// windows of one CRS and pixel size, ready to run on any of them; or why
+// it cannot use a lattice.
+type preparedWarp struct {
+	wp  *C.mmWarp
+	key string // the reprojection's name (positions.c)
+	err error  // wraps errNotShareable
+}
+
+type warpKey struct {
+	resampling string
+	epsg       int
+	px, py     float64 // the window's pixel size
+}
+
+// warpCache keeps a raster's prepared warps: making one (gdalwarp's
+// warped VRT, then PROJ's choice of a transformation from its database)
+// took several milliseconds, per block and per 720 px chip.
+type warpCache struct {
+	mu sync.Mutex
+	m  map[warpKey]*preparedWarp
+}
+
+var warpCachesMu sync.Mutex // makes Raster.warps
+
+// prepared returns the raster's warp onto w's CRS and pixel size, made
+// (from the warped VRT gdalwarp makes with the recipe's switches) the
+// first time it is asked for. An error wrapping errNotShareable says the
+// warp goes to gdalwarp itself.
+func (r *Raster) prepared(w Window, resampling string) (*preparedWarp, error) {
+	warpCachesMu.Lock()
+	if r.warps == nil {
+		r.warps = &warpCache{m: map[warpKey]*preparedWarp{}}
+	}
+	wc := r.warps
+	warpCachesMu.Unlock()
+	k := warpKey{resampling, w.EPSG, (w.Bounds[2] - w.Bounds[0]) / float64(w.Width), (w.Bounds[3] - w.Bounds[1]) / float64(w.Height)}
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	if pw, ok := wc.m[k]; ok {
+		return pw, pw.err
+	}
+	ec := &errCollector{remote: r.remote}
+	sw := append([]string{"-of", "VRT"}, w.WarpSwitches(resampling)...)
+	vrt, err := r.ds.Warp("", sw, godal.ErrLogger(ec.handler()))
+	if err != nil { // not kept: it may not happen again
+		return nil, ec.wrap(fmt.Sprintf("ingest: warp %s (%s)", r.Field, describe(r.Href)), err)
+	}
+	defer vrt.Close()
+	pw := &preparedWarp{}
+	wc.m[k] = pw
+	hsrc, ok1 := datasetHandle(r.ds)
+	hvrt, ok2 := datasetHandle(vrt)
+	if !ok1 || !ok2 {
+		pw.err = fmt.Errorf("%w: godal's dataset handle is not where it was", errNotShareable)
+		return pw, pw.err
+	}
+	if nb := vrt.Structure().NBands; nb != len(r.Bands) || nb == 0 {
+		pw.err = fmt.Errorf("%w: gdalwarp made %d bands of %s's %d", errNotShareable, nb, r.Field, len(r.Bands))
+		return pw, pw.err
+	}
+	var cerr [512]C.char
+	var ckey *C.char
+	pw.wp = C.mm_warp_prepare(hsrc, hvrt, C.double(warpMemoryMB<<20), &ckey, &cerr[0], C.int(len(cerr)))
+	if pw.wp == nil {
+		pw.err = fmt.Errorf("%w: %s", errNotShareable, C.GoString(&cerr[0]))
+		return pw, pw.err
+	}
+	pw.key = C.GoString(ckey)
+	C.VSIFree(unsafe.Pointer(ckey))
+	return pw, nil
+}
+
+// freeWarps frees the raster's prepared warps (when it closes).
+func (r *Raster) freeWarps() {
+	if r.warps == nil {
+		return
+	}
+	r.warps.mu.Lock()
+	defer r.warps.mu.Unlock()
+	for k, pw := range r.warps.m {
+		if pw.wp != nil {
+			C.mm_warp_free(pw.wp)
+		}
+		delete(r.warps.m, k)
+	}
 }
 
 // kernelRuns counts the warps made with our kernel rather than GDAL's

@@ -10,18 +10,20 @@ typedef struct mmWarp mmWarp;
 
 // mm_warp_prepare takes the warp options of vrt, a warped VRT that
 // gdalwarp made of src with the recipe's switches (-et 0), and makes them
-// warp src. *key (malloc'd) names the georeferenced positions the warp
-// needs: two warps with the same key share them (free it with CPLFree).
-// memoryLimit is gdalwarp's -wm in bytes. NULL when the warp cannot share
-// positions (no reprojection, an overview, a vertical shift...), with the
+// warp src onto any window of the VRT's CRS and pixel size. *key
+// (malloc'd) names the reprojection the warp needs: warps with the same
+// key onto the same window share its lattice (free it with CPLFree).
+// memoryLimit is gdalwarp's -wm in bytes. NULL when the warp cannot use a
+// lattice (no reprojection, an overview, a vertical shift...), with the
 // reason in err.
 mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, char **key, char *err, int errlen);
 
-// mm_positions_new makes the lattice of positions named by key for a
-// w x h window: the reprojection computed exactly at nodes every few
+// mm_positions_new makes the lattice of positions named by key (the
+// reprojection mm_warp_prepare names) for a w x h window of geotransform
+// gt: the reprojection computed exactly at nodes every few
 // window pixels, fixed to the CRS's origin, and interpolated between them
 // (see positions.c); NULL on failure, with the reason in err.
-mmPositions *mm_positions_new(const char *key, int w, int h, char *err, int errlen);
+mmPositions *mm_positions_new(const char *key, const double *gt, int w, int h, char *err, int errlen);
 void mm_positions_free(mmPositions *p);
 // mm_positions_exact counts the points warps asked for that the lattice
 // did not cover, computed exactly.

@@ -63,15 +63,16 @@ func TestFixedWarpsMatchGDALWarp(t *testing.T) {
 		{"20 m Byte, nearest", write("scl.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 1, "Byte", &zero), Nearest, "32615", 1, true, 0},
 		// GDAL's average kernel over the lattice's positions
 		{"20 m UInt16, average", write("avg.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 180, 165, 2, "UInt16", &zero), Average, "32615", 2, false, 0},
-		// the window's CRS: no reprojection, no lattice: gdalwarp itself
-		{"window's CRS, 20 m, shifted", write("same.tif", 26915, [6]float64{x0 - 295, 20, 0, y0 + 305, 0, -20}, 180, 165, 2, "UInt16", &zero), Bilinear, "", 2, false, 0},
+		// the window's CRS: no reprojection, the geotransforms' positions
+		{"window's CRS, 20 m, shifted", write("same.tif", 26915, [6]float64{x0 - 295, 20, 0, y0 + 305, 0, -20}, 180, 165, 2, "UInt16", &zero), Bilinear, "26915", 2, true, 0},
+		{"window's CRS, 10 m, aligned, 4 bands", write("naip.tif", 26915, [6]float64{x0 - 300, 10, 0, y0 + 300, 0, -10}, 360, 330, 4, "Byte", nil), Bilinear, "26915", 4, true, 0},
 		// lon/lat (Sentinel-1 GRD's): ~8 x 10 m pixels, which GDAL shrinks
 		// with its general kernel; ~16 x 20 m, enlarged with 4 samples
 		{"EPSG:4326 Float32, shrunk", write("s1.tif", 4326, [6]float64{ll[0][0], 0.0001, 0, ll[0][1], 0, -0.00009}, 400, 380, 2, "Float32", nil), Bilinear, "4326", 2, false, lonlat},
 		{"EPSG:4326 Float32, nodata", write("s1b.tif", 4326, [6]float64{ll[0][0], 0.0002, 0, ll[0][1], 0, -0.00018}, 200, 190, 2, "Float32", &zero), Bilinear, "4326", 2, true, lonlat},
 	}
 	sceneOf := func(rr raster) *mm.Scene {
-		if rr.crs == "4326" || rr.crs == "" {
+		if rr.crs == "4326" || rr.name == "window's CRS, 20 m, shifted" {
 			return scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: rr.path, Bands: []string{"VV", "VH"}}})
 		}
 		return scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: rr.path, Bands: []string{"red", "green", "blue", "nir"}[:rr.bands]}})

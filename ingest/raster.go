@@ -39,7 +39,8 @@ type Raster struct {
 	remote bool
 	masked bool // a band has a mask band of its own (not nodata, not alpha)
 	ds     *godal.Dataset
-	vrt    string // a VRT file written for a band group, removed on close
+	vrt    string     // a VRT file written for a band group, removed on close
+	warps  *warpCache // prepared warps (positions.go)
 }
 
 // Source holds the opened rasters of one scene.
@@ -375,6 +376,7 @@ func (s *Source) Close() error {
 }
 
 func (r *Raster) close() error {
+	r.freeWarps()
 	if r.vrt != "" {
 		defer os.Remove(r.vrt)
 		r.vrt = ""

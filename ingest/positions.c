@@ -352,6 +352,13 @@ static int grow(mmCached *c, int n) {
 	return c->cap > 0;
 }
 
+// ifloor is (int)floor(x) for |x| < 2^30 without the call to libm's
+// floor (x86-64's baseline has no instruction for it): the same integer.
+static inline int ifloor(double x) {
+	int i = (int)x; // truncates toward zero
+	return x < i ? i - 1 : i;
+}
+
 // apply_gt is GDALApplyGeoTransform, inlined: the same expression in the
 // same order (no fused multiply-add on x86-64's baseline), so the same
 // doubles.
@@ -368,7 +375,9 @@ static inline int interpolate(const mmPositions *p, double X, double Y, double *
 		return 1;
 	}
 	double u = X / p->step, v = Y / p->step;
-	double fu = floor(u), fv = floor(v);
+	if (!(fabs(u) < 0x1p30 && fabs(v) < 0x1p30))
+		return 0;
+	double fu = ifloor(u), fv = ifloor(v);
 	long i = (long)fu - p->i0, j = (long)fv - p->j0;
 	if (!(i >= 0 && j >= 0 && i + 1 < p->nx && j + 1 < p->ny))
 		return 0;
@@ -717,7 +726,8 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 			}
 			// GWKBilinearResample4Sample, in source raster pixels: the
 			// four samples' weights, added up in its order
-			int ix = (int)floor(sx - 0.5), iy = (int)floor(sy - 0.5);
+			// sx, sy lie in the raster, far under 2^30
+			int ix = ifloor(sx - 0.5), iy = ifloor(sy - 0.5);
 			double rx = 1.5 - (sx - ix), ry = 1.5 - (sy - iy);
 			if (ix == -1)
 				ix = 0, rx = 1;

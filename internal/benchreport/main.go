@@ -161,6 +161,8 @@ func build(results []result) report {
 	add("DenseNet-121 720x720, 3 km scene, no probes", "inference alone (ONNX Runtime)", "BenchmarkDenseNetScore", "infer-chips/s", "chips/s")
 	add("DenseNet-121 720x720, 3 km scene, no probes", "score end to end", "BenchmarkDenseNetScore", "e2e-chips/s", "chips/s")
 	add("DenseNet-121 720x720, 3 km scene, no probes", "end to end / inference (time)", "BenchmarkDenseNetScore", "e2e/infer", "x")
+	add("DenseNet-121 720x720, 3 km scene, no probes", "loading the model (in end to end, once)", "BenchmarkDenseNetScore", "model-load-s", "s")
+	add("DenseNet-121 720x720, 3 km scene, no probes", "end to end less the load / inference", "BenchmarkDenseNetScore", "e2e-less-load/infer", "x")
 	add("DenseNet-121 720x720, 3 km scene, no probes", "both stages back to back / slower stage", "BenchmarkDenseNetScore", "stages-sum/slower-stage", "x")
 	add("DenseNet-121 720x720, 3 km scene, no probes", "end to end / both stages back to back", "BenchmarkDenseNetScore", "e2e/stages-sum", "x")
 	for _, km := range []string{"5", "10", "20"} {

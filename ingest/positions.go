@@ -44,8 +44,8 @@ import (
 // Positions keeps the lattices of the windows warped with it
 // (Window.Shared), for the other rasters of the same CRS warped onto the
 // same windows; the least recently used window's are dropped beyond a
-// few. A cutter keeps one for its scene. A 576 x 576 block's lattice
-// takes ~90 kB. Safe for concurrent use.
+// few. A cutter keeps one for its scene. A 504 x 504 block's lattice
+// takes ~70 kB. Safe for concurrent use.
 type Positions struct {
 	mu     sync.Mutex
 	byKey  map[string]*positionTable

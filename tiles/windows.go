@@ -7,8 +7,8 @@ import (
 )
 
 // Warped windows live outside the Go heap, in anonymous mappings of their
-// own, unmapped when the cutter lets them go. A cutter's windows (a 576 px
-// block of every raster: ~25 MB) are its largest live memory; on the Go
+// own, unmapped when the cutter lets them go. A cutter's windows (a 504 px
+// block of every raster: ~19 MB) are its largest live memory; on the Go
 // heap they also set how much garbage the collector lets pile up before
 // it runs (GOGC: as much again), so each cutter cost about twice their
 // size.

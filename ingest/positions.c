@@ -608,14 +608,19 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 		for (int i = 0; i < w; i++) {
 			if (!ok[i] || isnan(x[i]) || isnan(y[i]))
 				continue;
-			if (i + 1 < w && ok[i + 1])
-				xx = fmax(xx, fabs(x[i + 1] - x[i])), yx = fmax(yx, fabs(y[i + 1] - y[i]));
-			if (pok[i])
-				yy = fmax(yy, fabs(y[i] - py[i]) / (r - prev)), xy = fmax(xy, fabs(x[i] - px[i]) / (r - prev));
+			// (comparisons, not libm's fmax: the values are not NaN)
+			if (i + 1 < w && ok[i + 1]) {
+				const double dx = fabs(x[i + 1] - x[i]), dy = fabs(y[i + 1] - y[i]);
+				xx = dx > xx ? dx : xx, yx = dy > yx ? dy : yx;
+			}
+			if (pok[i]) {
+				const double dy = fabs(y[i] - py[i]) / (r - prev), dx = fabs(x[i] - px[i]) / (r - prev);
+				yy = dy > yy ? dy : yy, xy = dx > xy ? dx : xy;
+			}
 			if (x[i] < -2 || y[i] < -2 || x[i] > W + 2 || y[i] > H + 2)
 				continue;
-			minx = fmin(minx, x[i]), maxx = fmax(maxx, x[i]);
-			miny = fmin(miny, y[i]), maxy = fmax(maxy, y[i]);
+			minx = x[i] < minx ? x[i] : minx, maxx = x[i] > maxx ? x[i] : maxx;
+			miny = y[i] < miny ? y[i] : miny, maxy = y[i] > maxy ? y[i] : maxy;
 		}
 		memcpy(px, x, sizeof(double) * w), memcpy(py, y, sizeof(double) * w), memcpy(pok, ok, sizeof(int) * w);
 		prev = r;
@@ -637,9 +642,9 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 		}
 	}
 	const size_t plane = (size_t)w * h;
-	for (size_t i = 0; i < plane * bands; i++)
-		out[i] = NAN;
 	if (minx > maxx) { // nothing of the source under the window
+		for (size_t i = 0; i < plane * bands; i++)
+			out[i] = NAN;
 		ret = 1;
 		goto out;
 	}
@@ -648,6 +653,8 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 	x0 = x0 < 0 ? 0 : x0, y0 = y0 < 0 ? 0 : y0;
 	x1 = x1 > W ? W : x1, y1 = y1 > H ? H : y1;
 	if (x1 <= x0 || y1 <= y0) {
+		for (size_t i = 0; i < plane * bands; i++)
+			out[i] = NAN;
 		ret = 1;
 		goto out;
 	}
@@ -692,8 +699,14 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 		if (k->unified == 2)
 			memcpy(every_band, any, splane);
 	}
-	// pass 2: the values
+	// pass 2: the values, a row at a time (nodata first: the row's pixels
+	// the kernel skips stay NaN)
 	for (int r = 0; r < h; r++) {
+		for (int b = 0; b < bands; b++) {
+			float *row = out + b * plane + (size_t)r * w;
+			for (int i = 0; i < w; i++)
+				row[i] = NAN;
+		}
 		for (int i = 0; i < w; i++)
 			x[i] = i + 0.5, y[i] = r + 0.5, z[i] = 0;
 		if (!mm_cached_transform(c, TRUE, w, x, y, z, ok)) {

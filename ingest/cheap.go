@@ -21,12 +21,18 @@ static size_t mm_free_bytes(void) { return 0; }
 */
 import "C"
 
+import "sync/atomic"
+
 // A large warp (trimSize bytes of output or more) gives the C heap's free
-// pages back when the heap holds trimFree bytes or more of free memory.
+// pages back when the heap's free memory has grown by trimFree bytes since
+// the last trim (trimmed pages still count as free: glibc hands them back
+// to the system but keeps them in its lists).
 const (
 	trimSize = 4 << 20
 	trimFree = 8 << 20
 )
+
+var freeAtTrim atomic.Int64 // the heap's free bytes just after the last trim
 
 // releaseFreeMemory returns the C heap's free pages to the system
 // (glibc's malloc_trim; nothing elsewhere). GDAL allocates and frees
@@ -37,13 +43,14 @@ const (
 // 194-205 MiB). Trimming after every large warp costs page faults
 // instead (when a 720 px chip's GDAL buffers were mapped anew each time:
 // 16% of a DenseNet run's CPU was the kernel), hence only when the heap's
-// free memory has reached trimFree. (It was at most once a second: with
+// free memory has grown by trimFree. (It was at most once a second: with
 // faster warps, a 20 km scene's peak then held ~70 MiB of free heap.)
 func releaseFreeMemory(warped int) {
-	if warped < trimSize || C.mm_free_bytes() < trimFree {
+	if warped < trimSize || int64(C.mm_free_bytes())-freeAtTrim.Load() < trimFree {
 		return
 	}
 	C.mm_trim()
+	freeAtTrim.Store(int64(C.mm_free_bytes()))
 }
 
 // A program that links this package keeps one glibc malloc heap for

@@ -14,6 +14,14 @@
 // it makes with the same switches; the kernel is ours for nearest and
 // bilinear (kernel_run), GDAL's warp operation otherwise.
 
+// GDAL's arithmetic, operation by operation: no fused multiply-adds
+// (x86-64's baseline has none, other targets do)
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -30,30 +38,45 @@
 #include "positions.h"
 
 // mmReproj is a reprojection (a GenImgProj transformer with identity
-// geotransforms), made once per process for each pair of CRSs and
-// options: rebuilding it from its XML (PROJ's database) took 5-8 ms, more
-// than a block's lattice. A handful per process, never freed.
+// geotransforms) kept for the lattices that use it and a while after:
+// rebuilding it from its XML (PROJ's database) took 5-8 ms, more than a
+// block's lattice. Its XML names the source's footprint (GDAL's area of
+// interest), so each source raster of a CRS has its own: at most
+// reprojsKept of those no lattice uses are kept, the most recently used.
 typedef struct mmReproj {
 	char *key;
 	void *tr;
 	pthread_mutex_t mu; // its PROJ objects are not thread safe
+	int users;          // lattices using it (reprojsMu)
 	struct mmReproj *next;
 } mmReproj;
 
+#define reprojsKept 8
+
 static pthread_mutex_t reprojsMu = PTHREAD_MUTEX_INITIALIZER;
-static mmReproj *reprojs;
+static mmReproj *reprojs; // most recently used first
+
+static void reproj_destroy(mmReproj *r) {
+	GDALDestroyTransformer(r->tr);
+	pthread_mutex_destroy(&r->mu);
+	CPLFree(r->key);
+	free(r);
+}
 
 // reproj_for returns the reprojection of tree (its geotransforms set to
-// the identity), made if needed; NULL if GDAL cannot make it.
+// the identity), made if needed, for one more user (reproj_release);
+// NULL if GDAL cannot make it.
 static mmReproj *reproj_for(CPLXMLNode *tree) {
 	char *key = CPLSerializeXMLTree(tree);
 	if (key == NULL)
 		return NULL;
 	pthread_mutex_lock(&reprojsMu);
-	mmReproj *r = reprojs;
+	mmReproj **at = &reprojs, *r = reprojs;
 	while (r != NULL && strcmp(r->key, key) != 0)
-		r = r->next;
-	if (r == NULL) {
+		at = &r->next, r = r->next;
+	if (r != NULL) { // to the front
+		*at = r->next;
+	} else {
 		GDALTransformerFunc fn = NULL;
 		void *arg = NULL;
 		if (GDALDeserializeTransformer(tree, &fn, &arg) == CE_None && fn == GDALGenImgProjTransform &&
@@ -61,15 +84,35 @@ static mmReproj *reproj_for(CPLXMLNode *tree) {
 			r->key = key, key = NULL;
 			r->tr = arg, arg = NULL;
 			pthread_mutex_init(&r->mu, NULL);
-			r->next = reprojs;
-			reprojs = r;
 		}
 		if (arg)
 			GDALDestroyTransformer(arg);
 	}
+	if (r != NULL) {
+		r->users++;
+		r->next = reprojs;
+		reprojs = r;
+		// beyond reprojsKept unused ones, the least recently used go
+		int unused = 0;
+		for (at = &reprojs; *at != NULL;) {
+			mmReproj *q = *at;
+			if (q->users == 0 && ++unused > reprojsKept) {
+				*at = q->next;
+				reproj_destroy(q);
+				continue;
+			}
+			at = &q->next;
+		}
+	}
 	pthread_mutex_unlock(&reprojsMu);
 	CPLFree(key);
 	return r;
+}
+
+static void reproj_release(mmReproj *r) {
+	pthread_mutex_lock(&reprojsMu);
+	r->users--;
+	pthread_mutex_unlock(&reprojsMu);
 }
 
 struct mmPositions {
@@ -242,6 +285,8 @@ mmPositions *mm_positions_new(const char *key, const double *wgt, int w, int h, 
 	}
 	p = calloc(1, sizeof(*p));
 	if (p == NULL) {
+		if (rp)
+			reproj_release(rp);
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -325,6 +370,8 @@ out:
 void mm_positions_free(mmPositions *p) {
 	if (p == NULL)
 		return;
+	if (p->reproj)
+		reproj_release(p->reproj);
 	free(p->gx), free(p->gy), free(p->ok);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -337,7 +384,6 @@ long mm_positions_exact(mmPositions *p) {
 	return n;
 }
 
-int mm_positions_nodes(mmPositions *p) { return p->nx * p->ny; }
 
 static int grow(mmCached *c, int n) {
 	if (n <= c->cap)
@@ -489,7 +535,7 @@ typedef struct {
 	int bands, nearest;
 	int hasNodata; // a nodata per band (padfSrcNoDataReal)
 	int wt64;      // the working data type is Float64, not Float32
-	int unified;   // 0 none, 1 partial (GDAL's default), 2 only unified (UNIFIED_SRC_NODATA=YES)
+	int unified;   // 0 none (UNIFIED_SRC_NODATA=NO), 1 partial (GDAL's default)
 	double *nodata; // per band
 	int *nanNodata;
 } mmKernel;
@@ -548,8 +594,8 @@ static int kernel_eligible(const mmWarp *wp, int bands, mmKernel *k) {
 		const char *u = CSLFetchNameValue(wo->papszWarpOptions, "UNIFIED_SRC_NODATA");
 		if (bands == 1 || u == NULL || EQUAL(u, "PARTIAL"))
 			k->unified = 1;
-		else if (CPLTestBool(u))
-			k->unified = 2;
+		else if (CPLTestBool(u)) // YES: per band masks or not, by chunk: GDAL's
+			return 0;
 		k->nodata = malloc(sizeof(double) * bands);
 		k->nanNodata = malloc(sizeof(int) * bands);
 		if (!k->nodata || !k->nanNodata) {
@@ -591,9 +637,10 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 		goto out;
 	}
 	// pass 1, on every fourth row and the last: the source pixels the
-	// window's positions reach (with two pixels to spare for the rows
-	// between) and the largest steps in source pixels from one window
-	// pixel to the next (along a row: xx, yx; down a column: yy, xy)
+	// window's positions reach (near the raster), and the largest steps
+	// in source pixels from one window pixel to the next (along a row: xx,
+	// yx; down a column: yy, xy), which bound how far the rows between
+	// can reach beyond
 	double minx = HUGE_VAL, maxx = -HUGE_VAL, miny = HUGE_VAL, maxy = -HUGE_VAL;
 	double xx = 0, yx = 0, yy = 0, xy = 0;
 	const int every = 4;
@@ -617,7 +664,7 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				const double dy = fabs(y[i] - py[i]) / (r - prev), dx = fabs(x[i] - px[i]) / (r - prev);
 				yy = dy > yy ? dy : yy, xy = dx > xy ? dx : xy;
 			}
-			if (x[i] < -2 || y[i] < -2 || x[i] > W + 2 || y[i] > H + 2)
+			if (x[i] < -64 || y[i] < -64 || x[i] > W + 64 || y[i] > H + 64)
 				continue;
 			minx = x[i] < minx ? x[i] : minx, maxx = x[i] > maxx ? x[i] : maxx;
 			miny = y[i] < miny ? y[i] : miny, maxy = y[i] > maxy ? y[i] : maxy;
@@ -642,20 +689,19 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 		}
 	}
 	const size_t plane = (size_t)w * h;
-	if (minx > maxx) { // nothing of the source under the window
-		for (size_t i = 0; i < plane * bands; i++)
-			out[i] = NAN;
-		ret = 1;
+	// nothing of the source near the window (rare: chips off the rasters
+	// are skipped unread), or steps of many pixels: GDAL's to make
+	if (minx > maxx || xx > 16 || yy > 16 || xy > 16 || yx > 16) {
+		ret = -1;
 		goto out;
 	}
-	int x0 = (int)floor(minx) - 2, y0 = (int)floor(miny) - 2;
-	int x1 = (int)floor(maxx) + 3, y1 = (int)floor(maxy) + 3;
+	const int mx = 2 + (int)ceil(every * xy), my = 2 + (int)ceil(every * yy);
+	int x0 = (int)floor(minx) - mx, y0 = (int)floor(miny) - my;
+	int x1 = (int)floor(maxx) + mx + 1, y1 = (int)floor(maxy) + my + 1;
 	x0 = x0 < 0 ? 0 : x0, y0 = y0 < 0 ? 0 : y0;
 	x1 = x1 > W ? W : x1, y1 = y1 > H ? H : y1;
 	if (x1 <= x0 || y1 <= y0) {
-		for (size_t i = 0; i < plane * bands; i++)
-			out[i] = NAN;
-		ret = 1;
+		ret = -1;
 		goto out;
 	}
 	const int sw = x1 - x0, sh = y1 - y0;
@@ -671,17 +717,13 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 		goto out;
 	}
 	// GDAL's masks: per band (a sample's density), and unified (a pixel
-	// some band has data in) for the centre test, or as every band's when
-	// UNIFIED_SRC_NODATA=YES
+	// some band has data in) for the centre test; and whether every band
+	// has data (our shortcut)
 	if (k->hasNodata) {
 		valid = malloc(splane * bands);
 		any = calloc(splane, 1);
-		if (!valid || !any) {
-			snprintf(err, errlen, "out of memory for a %d x %d source window's masks", sw, sh);
-			goto out;
-		}
 		every_band = malloc(splane);
-		if (!every_band) {
+		if (!valid || !any || !every_band) {
 			snprintf(err, errlen, "out of memory for a %d x %d source window's masks", sw, sh);
 			goto out;
 		}
@@ -693,11 +735,6 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				any[i] |= v;
 				every_band[i] &= v;
 			}
-		if (k->unified == 2)
-			for (int b = 0; b < bands; b++)
-				memcpy(valid + b * splane, any, splane);
-		if (k->unified == 2)
-			memcpy(every_band, any, splane);
 	}
 	// pass 2: the values, a row at a time (nodata first: the row's pixels
 	// the kernel skips stay NaN)
@@ -817,8 +854,19 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 	c.p = p;
 	memcpy(c.gt, wp->sgt, sizeof(c.gt));
 	memcpy(c.inv, wp->inv, sizeof(c.inv));
+	// a translation by whole pixels at the source's resolution: GDAL's
+	// warper then resamples with nearest whatever it was asked
+	// (GDALTransformIsTranslationOnPixelBoundaries, for its own
+	// transformer; ours hides it, so it is decided here)
+	const double *gt = p->gt, *inv = wp->inv;
+	int translation = p->reproj == NULL && wp->sgt[1] == gt[1] && wp->sgt[5] == gt[5] && wp->sgt[2] == gt[2] &&
+	                  wp->sgt[4] == gt[4] && fabs(inv[0] + gt[0] * inv[1] + gt[3] * inv[2] - round(inv[0] + gt[0] * inv[1] + gt[3] * inv[2])) <= 1e-6 &&
+	                  fabs(inv[3] + gt[0] * inv[4] + gt[3] * inv[5] - round(inv[3] + gt[0] * inv[4] + gt[3] * inv[5])) <= 1e-6 &&
+	                  CPLTestBool(CPLGetConfigOption("GDAL_WARP_USE_TRANSLATION_OPTIM", "YES"));
 	mmKernel k;
 	if (kernel_eligible(wp, bands, &k)) {
+		if (translation)
+			k.nearest = 1;
 		int r = kernel_run(wp, &k, &c, out, w, h, err, errlen);
 		free(k.nodata), free(k.nanNodata);
 		if (r > 0)
@@ -848,6 +896,8 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 	GDALSetGeoTransform(dst, p->gt);
 	GDALSetProjection(dst, wp->wkt);
 	GDALWarpOptions *wo = GDALCloneWarpOptions(wp->wo);
+	if (translation)
+		wo->eResampleAlg = GRA_NearestNeighbour;
 	wo->hSrcDS = wp->src;
 	wo->hDstDS = dst;
 	wo->pfnTransformer = mm_cached_transform;

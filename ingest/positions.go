@@ -32,14 +32,17 @@ import (
 //     the check fails), kept per window and source CRS so the rasters of
 //     one CRS (a Sentinel-2 scene's 10, 20 and 60 m groups and its SCL)
 //     share it, and each raster applies its own geotransform to them
-//     with GDAL's arithmetic;
+//     with GDAL's arithmetic; a raster in the window's CRS needs no
+//     lattice (the two geotransforms, as GDAL applies them);
 //   - our kernel (positions.c) makes the nearest and bilinear warps of
 //     gdalwarp's recipe, GDAL's arithmetic in GDAL's order, over those
 //     positions; other warps run GDAL's warp operation with them.
 // The options are gdalwarp's own, taken from the warped VRT it makes with
-// the recipe's switches. Where the positions are the same, values are
-// those of the gdalwarp command to the bit (tested); in lon/lat they
-// differ by the interpolation, about 1e-5 pixel.
+// the recipe's switches. Between the two UTM datums (and in the window's
+// CRS) the values are those of the gdalwarp command to the bit but for a
+// float rounding now and then (2 ulps at most, tested); from lon/lat the
+// positions are within ~1e-5 pixel of exact (1e-4 at most), and the
+// values within what that moves them.
 
 // Positions keeps the lattices of the windows warped with it
 // (Window.Shared), for the other rasters of the same CRS warped onto the
@@ -57,7 +60,6 @@ type Positions struct {
 type positionTable struct {
 	key   string
 	p     *C.mmPositions
-	w, h  int
 	users int
 	elem  *list.Element // nil once dropped
 }
@@ -119,7 +121,7 @@ func (ps *Positions) acquire(reproj string, gt [6]float64, w, h int) (*positionT
 	if p == nil {
 		return nil, errors.New(C.GoString(&cerr[0]))
 	}
-	t := &positionTable{key: key, p: p, w: w, h: h, users: 1}
+	t := &positionTable{key: key, p: p, users: 1}
 	t.elem = ps.lru.PushFront(t)
 	ps.byKey[key] = t
 	for e := ps.lru.Back(); e != nil && ps.lru.Len() > ps.max; {
@@ -170,8 +172,9 @@ func datasetHandle(ds *godal.Dataset) (h C.GDALDatasetH, ok bool) {
 		int(C.GDALGetRasterXSize(h)) == st.SizeX && int(C.GDALGetRasterYSize(h)) == st.SizeY
 }
 
-// errNotShareable says a warp cannot use the lattice (no reprojection,
-// average resampling, an overview...): it goes to gdalwarp -et 0.
+// errNotShareable says a warp cannot use the lattice (an overview, a
+// vertical shift, a godal that hides its handle...): it goes to gdalwarp
+// -et 0.
 var errNotShareable = errors.New("ingest: warp without shared positions")
 
 // warpLattice is warpGDAL for a Fixed window, with the lattice of
@@ -232,7 +235,10 @@ var warpCachesMu sync.Mutex // makes Raster.warps
 // prepared returns the raster's warp onto w's CRS and pixel size, made
 // (from the warped VRT gdalwarp makes with the recipe's switches) the
 // first time it is asked for. An error wrapping errNotShareable says the
-// warp goes to gdalwarp itself.
+// warp goes to gdalwarp itself. Nothing of the VRT's options depends on
+// the window but one thing: gdalwarp picks an overview to read from a
+// sample of the window, and a warp that would read one is refused here on
+// the first window only (our chips never shrink a source that much).
 func (r *Raster) prepared(w Window, resampling string) (*preparedWarp, error) {
 	warpCachesMu.Lock()
 	if r.warps == nil {
@@ -277,18 +283,23 @@ func (r *Raster) prepared(w Window, resampling string) (*preparedWarp, error) {
 	return pw, nil
 }
 
-// freeWarps frees the raster's prepared warps (when it closes).
+// freeWarps frees the raster's prepared warps when it closes: as for its
+// dataset, no warp of it may be under way.
 func (r *Raster) freeWarps() {
-	if r.warps == nil {
+	warpCachesMu.Lock()
+	wc := r.warps
+	r.warps = nil
+	warpCachesMu.Unlock()
+	if wc == nil {
 		return
 	}
-	r.warps.mu.Lock()
-	defer r.warps.mu.Unlock()
-	for k, pw := range r.warps.m {
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	for k, pw := range wc.m {
 		if pw.wp != nil {
 			C.mm_warp_free(pw.wp)
 		}
-		delete(r.warps.m, k)
+		delete(wc.m, k)
 	}
 }
 

@@ -1,5 +1,4 @@
-// Exact warps whose per-pixel source positions are shared between rasters
-// (see positions.go).
+// Fixed warps: positions from a lattice, and our kernel (see positions.go).
 #ifndef MM_POSITIONS_H
 #define MM_POSITIONS_H
 
@@ -14,8 +13,7 @@ typedef struct mmWarp mmWarp;
 // (malloc'd) names the reprojection the warp needs: warps with the same
 // key onto the same window share its lattice (free it with CPLFree).
 // memoryLimit is gdalwarp's -wm in bytes. NULL when the warp cannot use a
-// lattice (no reprojection, an overview, a vertical shift...), with the
-// reason in err.
+// lattice (an overview, a vertical shift...), with the reason in err.
 mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, char **key, char *err, int errlen);
 
 // mm_positions_new makes the lattice of positions named by key (the

@@ -27,8 +27,8 @@ type Window struct {
 	// alone. A reprojected raster's positions then come from a lattice
 	// fixed to the CRS's origin: exact reprojections every few pixels,
 	// interpolated between them within 1e-4 of a pixel (checked cell by
-	// cell; see positions.c), for nearest and bilinear warps; other
-	// warps transform every pixel exactly (gdalwarp -et 0). Not Fixed,
+	// cell; see positions.c); those that cannot (an overview, a vertical
+	// shift) transform every pixel exactly (gdalwarp -et 0). Not Fixed,
 	// GDAL interpolates positions within 0.125 pixel per warp chunk (its
 	// default), which depends on the window.
 	Fixed bool
@@ -63,8 +63,8 @@ func (w Window) WarpSwitches(resampling string) []string {
 
 // warpMemoryMB is the most memory (MiB) one warp chunk's buffers take
 // (gdalwarp -wm; GDAL's default is 64): how GDAL splits a large window
-// into chunks (which changes values only where positions are
-// approximated, see Window.Fixed). Kept under glibc's
+// into chunks (which changes values where GDAL approximates positions,
+// see Window.Fixed, and which of its kernels' formulas it picks). Kept under glibc's
 // largest mmap threshold (32 MiB), freed chunk buffers are reused by the
 // next warp instead of being unmapped and their pages faulted in anew:
 // on a 20 km scene, 7.1 s of the cut's 29 s was the kernel clearing

@@ -285,6 +285,7 @@ func TestInsideBoundsValidFraction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer c.Close()
 		ids := slices.Clone(grid.Chips)
 		if probes { // half-shifted chips all over, edges included
 			ids = nil

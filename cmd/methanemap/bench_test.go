@@ -251,10 +251,11 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 			}
 			took := time.Since(t0)
 			rate[workers] += float64(scenes) / took.Minutes()
+			cpu1 := 0.0
 			for _, p := range procs {
-				cores[workers] += cpuSeconds(b, p.Process.Pid)
+				cpu1 += cpuSeconds(b, p.Process.Pid)
 			}
-			cores[workers] = (cores[workers] - cpu0) / took.Seconds()
+			cores[workers] += (cpu1 - cpu0) / took.Seconds() / float64(b.N)
 			for _, p := range procs {
 				p.Process.Signal(os.Interrupt)
 				p.Wait()
@@ -267,8 +268,8 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 	b.ReportMetric(rate[1]/float64(b.N), "scenes/min-1-worker")
 	b.ReportMetric(rate[2]/float64(b.N), "scenes/min-2-workers")
 	b.ReportMetric(rate[2]/rate[1], "2-workers/1-worker")
-	// one worker pipelines its cutter and ONNX Runtime's thread: the cores
-	// it keeps busy bound what a second can add on this machine
+	// one worker pipelines its cutter and ONNX Runtime's thread: the more
+	// cores it keeps busy, the less a second can add on this machine
 	b.ReportMetric(cores[1], "cores-1-worker")
 	b.ReportMetric(cores[2], "cores-2-workers")
 	b.ReportMetric(float64(runtime.NumCPU())/cores[1], "cpus/cores-1-worker")

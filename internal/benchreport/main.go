@@ -173,7 +173,7 @@ func build(results []result) report {
 	add("daemon (12 scenes of 3 km)", "2 workers / 1 worker", "BenchmarkDaemonWorkers", "2-workers/1-worker", "x")
 	add("daemon (12 scenes of 3 km)", "cores kept busy by 1 worker", "BenchmarkDaemonWorkers", "cores-1-worker", "cores")
 	add("daemon (12 scenes of 3 km)", "cores kept busy by 2 workers", "BenchmarkDaemonWorkers", "cores-2-workers", "cores")
-	add("daemon (12 scenes of 3 km)", "CPUs / cores of 1 worker (the most 2 can gain)", "BenchmarkDaemonWorkers", "cpus/cores-1-worker", "x")
+	add("daemon (12 scenes of 3 km)", "CPUs / cores kept busy by 1 worker", "BenchmarkDaemonWorkers", "cpus/cores-1-worker", "x")
 
 	v, ok := get("BenchmarkChipBuilding", "x-raw-read-time")
 	goal("chip building time / raw read time", v, ok, 1.5, true)

@@ -620,6 +620,14 @@ static inline int band_valid(const mmKernel *k, int b, float v) {
 	return k->wt64 ? !are_real_equal_d(v, k->nodata[b]) : !are_real_equal_f(v, (float)k->nodata[b]);
 }
 
+// row_positions puts in x, y the source positions of row r's w pixel
+// centres, as GDAL's kernel asks for them.
+static int row_positions(mmCached *c, int w, int r, double *x, double *y, double *z, int *ok) {
+	for (int i = 0; i < w; i++)
+		x[i] = i + 0.5, y[i] = r + 0.5, z[i] = 0;
+	return mm_cached_transform(c, TRUE, w, x, y, z, ok);
+}
+
 // kernel_run warps with our kernel into out (NaN where GDAL leaves
 // nodata), computing the positions as GDAL asks for them (row by row,
 // pixel centres) with c. -1: the warp is GDAL's to make after all.
@@ -646,9 +654,7 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 	const int every = 4;
 	int prev = -1;
 	for (int r = 0; r < h; r = (r + every < h || r == h - 1) ? r + every : h - 1) {
-		for (int i = 0; i < w; i++)
-			x[i] = i + 0.5, y[i] = r + 0.5, z[i] = 0;
-		if (!mm_cached_transform(c, TRUE, w, x, y, z, ok)) {
+		if (!row_positions(c, w, r, x, y, z, ok)) {
 			set_err(err, errlen, "transform the window's positions");
 			goto out;
 		}
@@ -744,9 +750,7 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 			for (int i = 0; i < w; i++)
 				row[i] = NAN;
 		}
-		for (int i = 0; i < w; i++)
-			x[i] = i + 0.5, y[i] = r + 0.5, z[i] = 0;
-		if (!mm_cached_transform(c, TRUE, w, x, y, z, ok)) {
+		if (!row_positions(c, w, r, x, y, z, ok)) {
 			set_err(err, errlen, "transform the window's positions");
 			goto out;
 		}

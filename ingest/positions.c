@@ -696,17 +696,19 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 	}
 	const size_t plane = (size_t)w * h;
 	// nothing of the source near the window (rare: chips off the rasters
-	// are skipped unread), or steps of many pixels: GDAL's to make
-	if (minx > maxx || xx > 16 || yy > 16 || xy > 16 || yx > 16) {
+	// are skipped unread): GDAL's to make
+	if (minx > maxx) {
 		ret = -1;
 		goto out;
 	}
-	const int mx = 2 + (int)ceil(every * xy), my = 2 + (int)ceil(every * yy);
+	const int mx = 2 + (int)fmin(ceil(every * xy), 1 << 20), my = 2 + (int)fmin(ceil(every * yy), 1 << 20);
 	int x0 = (int)floor(minx) - mx, y0 = (int)floor(miny) - my;
 	int x1 = (int)floor(maxx) + mx + 1, y1 = (int)floor(maxy) + my + 1;
 	x0 = x0 < 0 ? 0 : x0, y0 = y0 < 0 ? 0 : y0;
 	x1 = x1 > W ? W : x1, y1 = y1 > H ? H : y1;
-	if (x1 <= x0 || y1 <= y0) {
+	// and a source window far larger than the window (a source shrunk
+	// many times over, which GDAL reads from an overview) too
+	if (x1 <= x0 || y1 <= y0 || (size_t)(x1 - x0) * (y1 - y0) > 16 * plane + (1 << 20)) {
 		ret = -1;
 		goto out;
 	}
@@ -902,6 +904,14 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 	GDALWarpOptions *wo = GDALCloneWarpOptions(wp->wo);
 	if (translation)
 		wo->eResampleAlg = GRA_NearestNeighbour;
+	// the source window from every pixel's position, not the window's
+	// edges alone: with its own transformer GDAL also adds the poles that
+	// fall in the window, which ours cannot tell it (a polar window's
+	// pixels near the pole came out nodata); our positions are cheap
+	char steps[32];
+	snprintf(steps, sizeof(steps), "%d", (w > h ? w : h) + 1); // GDAL 3.6 has no "ALL"
+	wo->papszWarpOptions = CSLSetNameValue(wo->papszWarpOptions, "SAMPLE_GRID", "YES");
+	wo->papszWarpOptions = CSLSetNameValue(wo->papszWarpOptions, "SAMPLE_STEPS", steps);
 	wo->hSrcDS = wp->src;
 	wo->hDstDS = dst;
 	wo->pfnTransformer = mm_cached_transform;

@@ -150,3 +150,56 @@ func TestFixedWarpsMatchGDALWarp(t *testing.T) {
 		shared.Close()
 	}
 }
+
+// TestLatticeFallsBackNearThePole warps a lon/lat raster around the North
+// Pole onto a polar stereographic window (EPSG:3413): around the pole
+// and across the antimeridian, longitudes do not interpolate, so the
+// lattice's cells there must fail their check and be computed exactly,
+// and the values then be gdalwarp's (-et 0) to the bit, nodata in the
+// same places: nearest by our kernel, bilinear (shrinking the source) by
+// GDAL's, whose weights depend on the source window its warper computes
+// (found here: sampling the window's edges only, pixels near the pole
+// came out nodata).
+func TestLatticeFallsBackNearThePole(t *testing.T) {
+	dir := t.TempDir()
+	const sw, sh = 720, 100 // 0.5° x 0.005°: 89.5°N to the pole
+	path := writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, "polar.tif"), EPSG: 4326, GeoTransform: [6]float64{-180, 0.5, 0, 90, 0, -0.005},
+		Width: sw, Height: sh, Bands: 1, DataType: "Float32"},
+		func(i, yStart int) float64 { return 1000 + 3*float64(i%sw) + 5*float64(yStart+i/sw) })
+	src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: path, Bands: []string{"VV"}}}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	const px = 400 // 100 m pixels, 20 km each side of the pole
+	for _, alg := range []string{Nearest, Bilinear} {
+		shared := NewPositions(1)
+		w := Window{EPSG: 3413, Bounds: [4]float64{-20000, -20000, 20000, 20000}, Width: px, Height: px, Fixed: true, Shared: shared}
+		runs := kernelRuns()
+		got, err := src.Rasters[0].Warp(context.Background(), w, alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ours := kernelRuns() == runs+1; ours != (alg == Nearest) {
+			t.Errorf("%s: our kernel ran: %v", alg, ours)
+		}
+		if n := shared.Exact(); n < px*px {
+			t.Errorf("%s: %d points computed exactly, fewer than the window's %d pixels: lattice cells around the pole held", alg, n, px*px)
+		}
+		shared.Close()
+		want := gdalwarpAll(t, path, w, alg)
+		valid := 0
+		for i := range want {
+			g, e := got[i], want[i]
+			if math.IsNaN(float64(g)) != math.IsNaN(float64(e)) || (g == g && g != e) {
+				t.Fatalf("%s: pixel %d: %v, gdalwarp %v", alg, i, g, e)
+			}
+			if e == e {
+				valid++
+			}
+		}
+		if valid < px*px/2 {
+			t.Fatalf("%s: only %d of %d pixels have data", alg, valid, px*px)
+		}
+	}
+}

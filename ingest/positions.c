@@ -23,6 +23,7 @@
 #endif
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -746,6 +747,8 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 	}
 	// pass 2: the values, a row at a time (nodata first: the row's pixels
 	// the kernel skips stay NaN)
+	int lastx = INT_MIN, lasty = INT_MIN, full = 0, in[4] = {0};
+	size_t at[4] = {0};
 	for (int r = 0; r < h; r++) {
 		for (int b = 0; b < bands; b++) {
 			float *row = out + b * plane + (size_t)r * w;
@@ -790,21 +793,25 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 			if (iy == -1)
 				iy = 0, ry = 1;
 			const double m[4] = {rx * ry, (1.0 - rx) * ry, rx * (1.0 - ry), (1.0 - rx) * (1.0 - ry)};
-			size_t at[4];
-			int in[4];
-			for (int s = 0; s < 4; s++) {
-				const int xs = ix + (s & 1), ys = iy + (s >> 1);
-				in[s] = xs >= 0 && xs < W && ys >= 0 && ys < H;
-				if (in[s]) {
-					if (xs < x0 || xs >= x1 || ys < y0 || ys >= y1) {
-						ret = -1;
-						goto out;
+			// the four samples (which an enlarging warp's neighbouring
+			// pixels share: worked out once for them)
+			if (ix != lastx || iy != lasty) {
+				lastx = ix, lasty = iy;
+				for (int s = 0; s < 4; s++) {
+					const int xs = ix + (s & 1), ys = iy + (s >> 1);
+					in[s] = xs >= 0 && xs < W && ys >= 0 && ys < H;
+					if (in[s]) {
+						if (xs < x0 || xs >= x1 || ys < y0 || ys >= y1) {
+							ret = -1;
+							goto out;
+						}
+						at[s] = (size_t)(xs - x0) + (size_t)(ys - y0) * sw;
 					}
-					at[s] = (size_t)(xs - x0) + (size_t)(ys - y0) * sw;
 				}
+				full = in[0] && in[1] && in[2] && in[3] &&
+				       (!every_band || (every_band[at[0]] && every_band[at[1]] && every_band[at[2]] && every_band[at[3]]));
 			}
-			if (in[0] && in[1] && in[2] && in[3] &&
-			    (!every_band || (every_band[at[0]] && every_band[at[1]] && every_band[at[2]] && every_band[at[3]]))) {
+			if (full) {
 				// the four samples with data in every band: the same sums,
 				// without the tests
 				double div = 0;

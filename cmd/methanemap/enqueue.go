@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	mm "github.com/methanemap/methanemap"
@@ -101,8 +102,11 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 }
 
 // waitScenes follows the scenes' events until each is done or failed for
-// good, and prints each outcome as it comes. It polls the last event per
-// scene, which any JetStream server answers.
+// good, and prints each outcome as it comes. It reads the last event per
+// scene, which any JetStream server answers: a scene's as soon as its
+// final event arrives (a core NATS subscription to the events tells it),
+// every scene's every 250 ms (events that came before the subscription,
+// or while it was down).
 func waitScenes(ctx context.Context, js jetstream.JetStream, ids []string, timeout time.Duration, stdout io.Writer) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -118,10 +122,30 @@ func waitScenes(ctx context.Context, js jetstream.JetStream, ids []string, timeo
 		pending[id] = true
 	}
 	failed := 0
+	// a scene whose final event just came: checked at once (dropped when
+	// many come together: the next round checks every scene)
+	finals := make(chan string, 64)
+	prefix := worker.Config{}.EventSubject("")
+	if nc := js.Conn(); nc != nil {
+		sub, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
+			var e worker.Event
+			if json.Unmarshal(m.Data, &e) != nil || !e.Final() {
+				return
+			}
+			select {
+			case finals <- strings.TrimPrefix(m.Subject, prefix):
+			default:
+			}
+		})
+		if err == nil {
+			defer sub.Unsubscribe()
+		}
+	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	check := ids // every scene, the first time and on each tick
 	for len(pending) > 0 {
-		for _, id := range ids {
+		for _, id := range check {
 			if !pending[id] {
 				continue
 			}
@@ -152,6 +176,9 @@ func waitScenes(ctx context.Context, js jetstream.JetStream, ids []string, timeo
 		case <-ctx.Done():
 			return fmt.Errorf("enqueue --wait: %d scenes not finished: %w", len(pending), ctx.Err())
 		case <-tick.C:
+			check = ids
+		case id := <-finals:
+			check = []string{id}
 		}
 	}
 	if failed > 0 {

@@ -138,12 +138,18 @@ typedef struct {
 	int *ok, *at;
 } mmCached;
 
+typedef struct mmKernel mmKernel;
+
 struct mmWarp {
 	GDALDatasetH src;
 	GDALWarpOptions *wo;
 	double sgt[6], inv[6]; // the source's geotransform and its inverse
-	char *wkt; // the window's CRS
+	char *wkt;             // the window's CRS
+	mmKernel *kernel;      // our kernel's settings; NULL: GDAL's warp
 };
+
+static mmKernel *kernel_for(const mmWarp *wp);
+static void kernel_free(mmKernel *k);
 
 static void set_err(char *err, int errlen, const char *what) {
 	const char *msg = CPLGetLastErrorMsg();
@@ -228,6 +234,9 @@ mmWarp *mm_warp_prepare(GDALDatasetH src, GDALDatasetH vrt, double memoryLimit, 
 	wp->wo->dfWarpMemoryLimit = memoryLimit;
 	// one thread: the kernel would clone the transformer for more
 	wp->wo->papszWarpOptions = CSLSetNameValue(wp->wo->papszWarpOptions, "NUM_THREADS", "1");
+	// whether our kernel makes this warp depends on the options and the
+	// source alone: decided once
+	wp->kernel = kernel_for(wp);
 	*key = CPLSerializeXMLTree(georef);
 	goto out;
 fail:
@@ -247,6 +256,7 @@ void mm_warp_free(mmWarp *wp) {
 		return;
 	if (wp->wo)
 		GDALDestroyWarpOptions(wp->wo);
+	kernel_free(wp->kernel);
 	CPLFree(wp->wkt);
 	free(wp);
 }
@@ -532,20 +542,43 @@ static int are_real_equal_d(double a, double b) {
 	return a == b || fabs(a - b) < FLT_EPSILON * fabs(a + b) * 2;
 }
 
-typedef struct {
+struct mmKernel {
 	int bands, nearest;
 	int hasNodata; // a nodata per band (padfSrcNoDataReal)
 	int wt64;      // the working data type is Float64, not Float32
 	int unified;   // 0 none (UNIFIED_SRC_NODATA=NO), 1 partial (GDAL's default)
 	double *nodata; // per band
 	int *nanNodata;
-} mmKernel;
+};
 
-// kernel_eligible fills k when our kernel reproduces GDAL's for the warp,
-// else returns 0.
-static int kernel_eligible(const mmWarp *wp, int bands, mmKernel *k) {
+static int kernel_eligible(const mmWarp *wp, mmKernel *k);
+
+static void kernel_free(mmKernel *k) {
+	if (k == NULL)
+		return;
+	free(k->nodata), free(k->nanNodata);
+	free(k);
+}
+
+// kernel_for returns our kernel's settings when it reproduces GDAL's for
+// the warp, else NULL.
+static mmKernel *kernel_for(const mmWarp *wp) {
+	mmKernel *k = calloc(1, sizeof(*k));
+	if (k == NULL)
+		return NULL;
+	if (!kernel_eligible(wp, k)) {
+		kernel_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+// kernel_eligible fills k (zeroed) when our kernel reproduces GDAL's for
+// the warp, else returns 0.
+static int kernel_eligible(const mmWarp *wp, mmKernel *k) {
 	const GDALWarpOptions *wo = wp->wo;
-	if (wo->nBandCount != bands || wo->nSrcAlphaBand != 0 || wo->nDstAlphaBand != 0 || wo->hCutline != NULL ||
+	const int bands = wo->nBandCount;
+	if (bands < 1 || wo->nSrcAlphaBand != 0 || wo->nDstAlphaBand != 0 || wo->hCutline != NULL ||
 	    wo->pfnSrcDensityMaskFunc != NULL || wo->pfnDstDensityMaskFunc != NULL || wo->pfnSrcValidityMaskFunc != NULL ||
 	    wo->pfnDstValidityMaskFunc != NULL || wo->papfnSrcPerBandValidityMaskFunc != NULL ||
 	    wo->pfnPreWarpChunkProcessor != NULL || wo->pfnPostWarpChunkProcessor != NULL)
@@ -599,10 +632,8 @@ static int kernel_eligible(const mmWarp *wp, int bands, mmKernel *k) {
 			return 0;
 		k->nodata = malloc(sizeof(double) * bands);
 		k->nanNodata = malloc(sizeof(int) * bands);
-		if (!k->nodata || !k->nanNodata) {
-			free(k->nodata), free(k->nanNodata);
+		if (!k->nodata || !k->nanNodata) // kernel_for frees them
 			return 0;
-		}
 		for (int b = 0; b < bands; b++) {
 			k->nodata[b] = k->wt64 ? wo->padfSrcNoDataReal[b] : (float)wo->padfSrcNoDataReal[b];
 			k->nanNodata[b] = isnan(k->nodata[b]);
@@ -876,12 +907,11 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 	                  wp->sgt[4] == gt[4] && fabs(inv[0] + gt[0] * inv[1] + gt[3] * inv[2] - round(inv[0] + gt[0] * inv[1] + gt[3] * inv[2])) <= 1e-6 &&
 	                  fabs(inv[3] + gt[0] * inv[4] + gt[3] * inv[5] - round(inv[3] + gt[0] * inv[4] + gt[3] * inv[5])) <= 1e-6 &&
 	                  CPLTestBool(CPLGetConfigOption("GDAL_WARP_USE_TRANSLATION_OPTIM", "YES"));
-	mmKernel k;
-	if (kernel_eligible(wp, bands, &k)) {
+	if (wp->kernel != NULL && wp->kernel->bands == bands) {
+		mmKernel k = *wp->kernel;
 		if (translation)
 			k.nearest = 1;
 		int r = kernel_run(wp, &k, &c, out, w, h, err, errlen);
-		free(k.nodata), free(k.nanNodata);
 		if (r > 0)
 			__atomic_add_fetch(&kernelRuns, 1, __ATOMIC_RELAXED);
 		if (r >= 0) {

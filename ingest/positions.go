@@ -51,14 +51,21 @@ import (
 // takes ~70 kB. Safe for concurrent use.
 type Positions struct {
 	mu     sync.Mutex
-	byKey  map[string]*positionTable
+	byKey  map[tableKey]*positionTable
 	lru    *list.List // front: most recently used
 	max    int
 	closed bool
 }
 
+// tableKey names a lattice: a reprojection on a window.
+type tableKey struct {
+	reproj string
+	gt     [6]float64
+	w, h   int
+}
+
 type positionTable struct {
-	key   string
+	key   tableKey
 	p     *C.mmPositions
 	users int
 	elem  *list.Element // nil once dropped
@@ -66,7 +73,7 @@ type positionTable struct {
 
 // NewPositions keeps the positions of up to windows windows at a time.
 func NewPositions(windows int) *Positions {
-	return &Positions{byKey: map[string]*positionTable{}, lru: list.New(), max: max(windows, 1)}
+	return &Positions{byKey: map[tableKey]*positionTable{}, lru: list.New(), max: max(windows, 1)}
 }
 
 // Close frees the positions (those of warps under way when they end).
@@ -108,7 +115,7 @@ func (ps *Positions) acquire(reproj string, gt [6]float64, w, h int) (*positionT
 	if ps.closed {
 		return nil, errors.New("positions closed")
 	}
-	key := fmt.Sprintf("%s %v %d %d", reproj, gt, w, h)
+	key := tableKey{reproj, gt, w, h}
 	if t, ok := ps.byKey[key]; ok {
 		t.users++
 		ps.lru.MoveToFront(t.elem)
@@ -187,9 +194,7 @@ func (r *Raster) warpLattice(ctx context.Context, w Window, resampling string, b
 	if err != nil {
 		return nil, err
 	}
-	// gdalwarp's geotransform for -te and -ts
-	gt := [6]float64{w.Bounds[0], (w.Bounds[2] - w.Bounds[0]) / float64(w.Width), 0, w.Bounds[3], 0, -((w.Bounds[3] - w.Bounds[1]) / float64(w.Height))}
-	t, err := w.Shared.acquire(pw.key, gt, w.Width, w.Height)
+	t, err := w.Shared.acquire(pw.key, w.geoTransform(), w.Width, w.Height)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNotShareable, err)
 	}
@@ -219,7 +224,7 @@ type preparedWarp struct {
 type warpKey struct {
 	resampling string
 	epsg       int
-	px, py     float64 // the window's pixel size
+	gt1, gt5   float64 // the window's pixel size, as its geotransform has it
 }
 
 // warpCache keeps a raster's prepared warps: making one (gdalwarp's
@@ -246,7 +251,8 @@ func (r *Raster) prepared(w Window, resampling string) (*preparedWarp, error) {
 	}
 	wc := r.warps
 	warpCachesMu.Unlock()
-	k := warpKey{resampling, w.EPSG, (w.Bounds[2] - w.Bounds[0]) / float64(w.Width), (w.Bounds[3] - w.Bounds[1]) / float64(w.Height)}
+	gt := w.geoTransform()
+	k := warpKey{resampling, w.EPSG, gt[1], gt[5]}
 	wc.mu.Lock()
 	defer wc.mu.Unlock()
 	if pw, ok := wc.m[k]; ok {

@@ -61,6 +61,12 @@ func (w Window) WarpSwitches(resampling string) []string {
 	return sw
 }
 
+// geoTransform is the window's geotransform as gdalwarp computes it from
+// -te and -ts.
+func (w Window) geoTransform() [6]float64 {
+	return [6]float64{w.Bounds[0], (w.Bounds[2] - w.Bounds[0]) / float64(w.Width), 0, w.Bounds[3], 0, -((w.Bounds[3] - w.Bounds[1]) / float64(w.Height))}
+}
+
 // warpMemoryMB is the most memory (MiB) one warp chunk's buffers take
 // (gdalwarp -wm; GDAL's default is 64): how GDAL splits a large window
 // into chunks (which changes values where GDAL approximates positions,

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	mm "github.com/methanemap/methanemap"
@@ -197,6 +198,42 @@ func TestOnnxGoBatchOfOne(t *testing.T) {
 		// another chip in between must not disturb the next run either
 		if _, err := s.Score(context.Background(), chips[1:2]); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestScorerReusesItsBatchBuffer: a scorer copies each batch into values it
+// keeps from the call before (of another size, longer or shorter); the
+// scores of each call are those a new scorer gives the same chips, and the
+// chips themselves are left as they were.
+func TestScorerReusesItsBatchBuffer(t *testing.T) {
+	m, err := Load(filepath.Join(testenv.Root(), "models", "demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chips := fixtureChips(t, m.Card, 8)
+	before := make([][]float32, len(chips))
+	for i, c := range chips {
+		before[i] = slices.Clone(c.Inputs[0].Data)
+	}
+	s, err := NewScorer(m, ScorerOptions{BackendOptions: BackendOptions{Backend: ONNXRuntime}, BatchSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, part := range [][2]int{{0, 4}, {4, 5}, {5, 8}, {1, 4}} {
+		got, err := s.Score(context.Background(), chips[part[0]:part[1]])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := scoreWith(t, m, ONNXRuntime, 4, chips[part[0]:part[1]])
+		if d := maxDiff(got, want); d != 0 {
+			t.Errorf("chips %d-%d: a scorer used before differs from a new one by %g", part[0], part[1]-1, d)
+		}
+	}
+	for i, c := range chips {
+		if !slices.Equal(c.Inputs[0].Data, before[i]) {
+			t.Errorf("chip %d: scoring changed its values", i)
 		}
 	}
 }

@@ -30,7 +30,8 @@ type Scorer struct {
 	backend Backend
 	batch   int
 	fixed   bool
-	mu      sync.Mutex
+	mu      sync.Mutex  // one inference call at a time
+	inputs  [][]float32 // each input's values of the last call, under mu: reused, not allocated per batch
 }
 
 // NewScorer makes the backend for the model.
@@ -85,14 +86,30 @@ func (s *Scorer) scoreBatch(chips []mm.Chip) ([]mm.Scores, error) {
 	if s.fixed {
 		rows = s.batch
 	}
+	for _, c := range chips {
+		for i, in := range card.Chip.Inputs {
+			if per := len(in.Bands) * in.Size * in.Size; i >= len(c.Inputs) || len(c.Inputs[i].Data) != per {
+				return nil, fmt.Errorf("model: chip %s input %d has %d values, the card's %q needs %d", c.ID, i, tensorLen(c, i), in.Name, per)
+			}
+		}
+	}
+	// the batch's values go into buffers kept from the last call: a batch
+	// of 720 px chips is ~150 MB, and allocating (and zeroing) that for
+	// every call had the garbage collector run beside inference, where
+	// its workers hold a core the inference threads wait for
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.inputs) != len(card.Chip.Inputs) {
+		s.inputs = make([][]float32, len(card.Chip.Inputs))
+	}
 	inputs := make([]Tensor, len(card.Chip.Inputs))
 	for i, in := range card.Chip.Inputs {
 		per := len(in.Bands) * in.Size * in.Size
-		data := make([]float32, rows*per)
+		if cap(s.inputs[i]) < rows*per {
+			s.inputs[i] = make([]float32, rows*per)
+		}
+		data := s.inputs[i][:rows*per]
 		for k, c := range chips {
-			if i >= len(c.Inputs) || len(c.Inputs[i].Data) != per {
-				return nil, fmt.Errorf("model: chip %s input %d has %d values, the card's %q needs %d", c.ID, i, tensorLen(c, i), in.Name, per)
-			}
 			copy(data[k*per:], c.Inputs[i].Data)
 		}
 		for k := n; k < rows; k++ { // padding rows hold each band's fill value
@@ -105,9 +122,7 @@ func (s *Scorer) scoreBatch(chips []mm.Chip) ([]mm.Scores, error) {
 		}
 		inputs[i] = Tensor{Shape: []int64{int64(rows), int64(len(in.Bands)), int64(in.Size), int64(in.Size)}, Data: data}
 	}
-	s.mu.Lock()
 	res, err := s.backend.Run(inputs)
-	s.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}

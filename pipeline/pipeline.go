@@ -171,6 +171,9 @@ func (r *run) scene(ctx context.Context) error {
 		cut.Block = tiles.BlockFor(len(grid.Chips), workers, tiles.SmallestInput(card.Chip))
 	}
 	shares := grid.Shares(workers, cut.Block)
+	// chips go back to the cutters once scored: as many as can be in
+	// flight (the queue, a batch being scored, one per cutter)
+	cut.Buffers = tiles.NewBuffers(3*r.scorer.BatchSize() + workers)
 	probes := newProbes(ctx, !r.opts.NoProbes && grid.StrideM*2 > grid.FootprintM)
 	items := make(chan item, 2*r.scorer.BatchSize())
 	errs := make(chan error, workers)
@@ -223,6 +226,9 @@ func (r *run) scene(ctx context.Context) error {
 			return err
 		}
 		r.res.Stages.Infer += time.Since(t0)
+		for _, it := range batch {
+			cut.Buffers.Put(it.chip) // what follows reads the chips' ids, not their values
+		}
 		lattice := 0
 		for i, it := range batch {
 			if it.probe {

@@ -30,6 +30,9 @@ type CutOptions struct {
 	// Block is how many chips per side one warp covers (0: BlockChips of
 	// the input's size; 1: a warp per chip). See Grid.Shares.
 	Block int
+	// Buffers, when not nil, gives the chips' values from chips already
+	// scored (see Buffers); nil: allocated per chip.
+	Buffers *Buffers
 }
 
 // CloudClasses are the Sentinel-2 SCL codes counted as cloud: cloud shadow
@@ -276,7 +279,7 @@ func (c *Cutter) Cut(ctx context.Context, id mm.ChipID) (chip mm.Chip, skip stri
 func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm.Tensor, float64, error) {
 	in := plan.spec
 	n := in.Size * in.Size
-	t := mm.Tensor{Name: in.Name, Size: in.Size, Data: make([]float32, len(in.Bands)*n)}
+	t := mm.Tensor{Name: in.Name, Size: in.Size, Data: c.opts.Buffers.get(len(in.Bands) * n)}
 	for _, b := range in.Bands {
 		t.Bands = append(t.Bands, b.Name())
 	}
@@ -648,6 +651,9 @@ func (c *Cutter) EachOf(ctx context.Context, ids []mm.ChipID, fn func(mm.Chip) e
 		}
 		if skip != "" {
 			st.Skipped[skip]++
+			if c.opts.Buffers != nil {
+				c.opts.Buffers.Put(chip) // nobody sees a skipped chip's values
+			}
 			continue
 		}
 		st.Cut++

@@ -454,6 +454,8 @@ static inline int interpolate(const mmPositions *p, double X, double Y, double *
 // and the source's geotransforms are applied as GDAL applies them
 // (GDALApplyGeoTransform is the same expression, compiled in the same
 // file of libgdal).
+static int exact_points(mmCached *c, int m, double *x, double *y, double *z, int *ok);
+
 static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double *y, double *z, int *ok) {
 	mmCached *c = arg;
 	mmPositions *p = c->p;
@@ -498,6 +500,13 @@ static int mm_cached_transform(void *arg, int dstToSrc, int n, double *x, double
 		c->x[m] = X, c->y[m] = Y, c->z[m] = z ? z[i] : 0, c->at[m] = i;
 		m++;
 	}
+	return exact_points(c, m, x, y, z, ok);
+}
+
+// exact_points reprojects exactly the m points that c->x, c->y (window
+// CRS) hold, and puts their source pixel positions at c->at in x, y.
+static int exact_points(mmCached *c, int m, double *x, double *y, double *z, int *ok) {
+	mmPositions *p = c->p;
 	if (m == 0)
 		return TRUE;
 	pthread_mutex_lock(&p->reproj->mu);
@@ -642,6 +651,12 @@ static int kernel_eligible(const mmWarp *wp, mmKernel *k) {
 	return 1;
 }
 
+// nodata leaves pixel o of every band without data (NaN).
+static inline void nodata(float *out, size_t plane, size_t o, int bands) {
+	for (int b = 0; b < bands; b++)
+		out[b * plane + o] = NAN;
+}
+
 // band_valid is GDAL's source nodata mask for one band and sample.
 static inline int band_valid(const mmKernel *k, int b, float v) {
 	if (!k->hasNodata)
@@ -653,11 +668,64 @@ static inline int band_valid(const mmKernel *k, int b, float v) {
 }
 
 // row_positions puts in x, y the source positions of row r's w pixel
-// centres, as GDAL's kernel asks for them.
+// centres: the doubles mm_cached_transform gives for them (as GDAL's
+// kernel asks for them), with what a row shares worked out once. The
+// window is north up (mm_positions_new), so apply_gt's terms in gt[2] and
+// gt[4] add a zero: a row's Y, and its row of lattice cells, are the
+// same for every pixel.
 static int row_positions(mmCached *c, int w, int r, double *x, double *y, double *z, int *ok) {
-	for (int i = 0; i < w; i++)
-		x[i] = i + 0.5, y[i] = r + 0.5, z[i] = 0;
-	return mm_cached_transform(c, TRUE, w, x, y, z, ok);
+	const mmPositions *p = c->p;
+	const double *gt = p->gt, *inv = c->inv;
+	if (!grow(c, w)) {
+		CPLError(CE_Failure, CPLE_OutOfMemory, "out of memory for %d positions", w);
+		return FALSE;
+	}
+	const double Y = gt[3] + (r + 0.5) * gt[5];
+	if (p->reproj == NULL) {
+		for (int i = 0; i < w; i++) {
+			const double X = gt[0] + (i + 0.5) * gt[1];
+			x[i] = inv[0] + X * inv[1] + Y * inv[2];
+			y[i] = inv[3] + X * inv[4] + Y * inv[5];
+			ok[i] = 1;
+		}
+		return TRUE;
+	}
+	// interpolate's arithmetic, with v's terms hoisted
+	const double v = Y / p->step;
+	long j = -1;
+	double b = 0;
+	if (fabs(v) < 0x1p30) {
+		const double fv = ifloor(v);
+		j = (long)fv - p->j0, b = v - fv;
+	}
+	const int rowOK = j >= 0 && j + 1 < p->ny;
+	const double b1 = 1 - b;
+	const unsigned char *cells = rowOK ? p->ok + (size_t)j * (p->nx - 1) : NULL;
+	const double *gx = rowOK ? p->gx + (size_t)j * p->nx : NULL, *gy = rowOK ? p->gy + (size_t)j * p->nx : NULL;
+	int m = 0;
+	for (int i = 0; i < w; i++) {
+		const double X = gt[0] + (i + 0.5) * gt[1];
+		if (rowOK) {
+			const double u = X / p->step;
+			if (fabs(u) < 0x1p30) {
+				const double fu = ifloor(u);
+				const long ii = (long)fu - p->i0;
+				if (ii >= 0 && ii + 1 < p->nx && cells[ii]) {
+					const double a = u - fu;
+					const long k01 = ii + p->nx;
+					const double sx = b1 * ((1 - a) * gx[ii] + a * gx[ii + 1]) + b * ((1 - a) * gx[k01] + a * gx[k01 + 1]);
+					const double sy = b1 * ((1 - a) * gy[ii] + a * gy[ii + 1]) + b * ((1 - a) * gy[k01] + a * gy[k01 + 1]);
+					x[i] = inv[0] + sx * inv[1] + sy * inv[2];
+					y[i] = inv[3] + sx * inv[4] + sy * inv[5];
+					ok[i] = 1;
+					continue;
+				}
+			}
+		}
+		c->x[m] = X, c->y[m] = Y, c->z[m] = 0, c->at[m] = i;
+		m++;
+	}
+	return exact_points(c, m, x, y, z, ok);
 }
 
 // kernel_run warps with our kernel into out (NaN where GDAL leaves
@@ -776,16 +844,11 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				every_band[i] &= v;
 			}
 	}
-	// pass 2: the values, a row at a time (nodata first: the row's pixels
-	// the kernel skips stay NaN)
+	// pass 2: the values, a row at a time (NaN where the kernel skips a
+	// pixel or a band, written there rather than over every row first)
 	int lastx = INT_MIN, lasty = INT_MIN, full = 0, in[4] = {0};
 	size_t at[4] = {0};
 	for (int r = 0; r < h; r++) {
-		for (int b = 0; b < bands; b++) {
-			float *row = out + b * plane + (size_t)r * w;
-			for (int i = 0; i < w; i++)
-				row[i] = NAN;
-		}
 		if (!row_positions(c, w, r, x, y, z, ok)) {
 			set_err(err, errlen, "transform the window's positions");
 			goto out;
@@ -793,8 +856,11 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 		for (int i = 0; i < w; i++) {
 			// GWKCheckAndComputeSrcOffsets
 			const double sx = x[i], sy = y[i];
-			if (!ok[i] || isnan(sx) || isnan(sy) || sx < 0 || sy < 0 || sx + 1e-10 > W || sy + 1e-10 > H)
+			const size_t o = (size_t)r * w + i;
+			if (!ok[i] || isnan(sx) || isnan(sy) || sx < 0 || sy < 0 || sx + 1e-10 > W || sy + 1e-10 > H) {
+				nodata(out, plane, o, bands);
 				continue;
+			}
 			int cx = (int)(sx + 1e-10), cy = (int)(sy + 1e-10);
 			if (cx == W)
 				cx--;
@@ -805,13 +871,13 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				goto out;
 			}
 			const size_t centre = (size_t)(cx - x0) + (size_t)(cy - y0) * sw;
-			if (any && k->unified && !any[centre])
+			if (any && k->unified && !any[centre]) {
+				nodata(out, plane, o, bands);
 				continue;
-			const size_t o = (size_t)r * w + i;
+			}
 			if (k->nearest) {
 				for (int b = 0; b < bands; b++)
-					if (!valid || valid[b * splane + centre])
-						out[b * plane + o] = (float)(double)buf[b * splane + centre];
+					out[b * plane + o] = !valid || valid[b * splane + centre] ? (float)(double)buf[b * splane + centre] : NAN;
 				continue;
 			}
 			// GWKBilinearResample4Sample, in source raster pixels: the
@@ -847,8 +913,10 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				// without the tests
 				double div = 0;
 				div += m[0], div += m[1], div += m[2], div += m[3];
-				if (div < 0.00001)
+				if (div < 0.00001) {
+					nodata(out, plane, o, bands);
 					continue;
+				}
 				for (int b = 0; b < bands; b++) {
 					const float *src = buf + b * splane;
 					double acc = 0;
@@ -874,7 +942,7 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				if (div == 1.0)
 					val = acc;
 				else if (div < 0.00001)
-					continue;
+					val = NAN;
 				else
 					val = acc / div;
 				out[b * plane + o] = (float)val;

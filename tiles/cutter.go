@@ -300,13 +300,19 @@ func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm
 			src := vals[s.fileBand*n : (s.fileBand+1)*n]
 			dst := t.Data[s.channel*n : (s.channel+1)*n]
 			b := in.Bands[s.channel]
+			// b.Normalize, dividing by b.Std as a multiplication (the
+			// division was a sixth of a 720 px chip's time): within an
+			// ulp of a float64, the same float32 but for rare roundings
+			scale, offset, mean, inv := b.Scale, b.Offset, b.Mean, 1/b.Std
 			fill := float32(b.Fill)
+			dst = dst[:len(src)]
+			invalid := invalid[:len(src)]
 			for p, v := range src {
 				if v != v { // NaN: no data
 					dst[p], invalid[p] = fill, true
 					continue
 				}
-				dst[p] = float32(b.Normalize(float64(v)))
+				dst[p] = float32((float64(v)*scale + offset - mean) * inv)
 			}
 			if t.Raw != nil {
 				copy(t.Raw[s.channel*n:(s.channel+1)*n], src)

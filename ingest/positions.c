@@ -120,6 +120,7 @@ struct mmPositions {
 	pthread_mutex_t mu; // for exact
 	double gt[6];       // the window's geotransform
 	double step;        // lattice spacing, in the window CRS's units
+	double rstep;       // 1 / step
 	long i0, j0;        // the first node's indices (node i is at X = i * step)
 	int nx, ny;         // nodes across and down
 	double *gx, *gy;    // nodes' positions in the source CRS
@@ -310,6 +311,7 @@ mmPositions *mm_positions_new(const char *key, const double *wgt, int w, int h, 
 	// window: a point's position then does not depend on the window it is
 	// warped in. One node beyond the window on every side.
 	p->step = latticeStep * gt[1];
+	p->rstep = 1 / p->step;
 	double minX = gt[0], maxX = gt[0] + w * gt[1], maxY = gt[3], minY = gt[3] + h * gt[5];
 	p->i0 = (long)floor(minX / p->step) - 1;
 	p->j0 = (long)floor(minY / p->step) - 1;
@@ -431,7 +433,7 @@ static inline int interpolate(const mmPositions *p, double X, double Y, double *
 		*sx = X, *sy = Y;
 		return 1;
 	}
-	double u = X / p->step, v = Y / p->step;
+	double u = X * p->rstep, v = Y * p->rstep;
 	if (!(fabs(u) < 0x1p30 && fabs(v) < 0x1p30))
 		return 0;
 	double fu = ifloor(u), fv = ifloor(v);
@@ -443,8 +445,11 @@ static inline int interpolate(const mmPositions *p, double X, double Y, double *
 	double a = u - fu, b = v - fv;
 	size_t k = (size_t)j * p->nx + i;
 	size_t k10 = k + 1, k01 = k + p->nx, k11 = k + p->nx + 1;
-	*sx = (1 - b) * ((1 - a) * p->gx[k] + a * p->gx[k10]) + b * ((1 - a) * p->gx[k01] + a * p->gx[k11]);
-	*sy = (1 - b) * ((1 - a) * p->gy[k] + a * p->gy[k10]) + b * ((1 - a) * p->gy[k01] + a * p->gy[k11]);
+	// down the cell's two sides first, then across (row_positions works
+	// the sides out once per cell and row: keep the two the same)
+	const double b1 = 1 - b;
+	*sx = (1 - a) * (b1 * p->gx[k] + b * p->gx[k01]) + a * (b1 * p->gx[k10] + b * p->gx[k11]);
+	*sy = (1 - a) * (b1 * p->gy[k] + b * p->gy[k01]) + a * (b1 * p->gy[k10] + b * p->gy[k11]);
 	return 1;
 }
 
@@ -690,8 +695,9 @@ static int row_positions(mmCached *c, int w, int r, double *x, double *y, double
 		}
 		return TRUE;
 	}
-	// interpolate's arithmetic, with v's terms hoisted
-	const double v = Y / p->step;
+	// interpolate's arithmetic, with v's terms hoisted, and a cell's sides
+	// worked out once for the row's pixels in it
+	const double v = Y * p->rstep;
 	long j = -1;
 	double b = 0;
 	if (fabs(v) < 0x1p30) {
@@ -703,18 +709,27 @@ static int row_positions(mmCached *c, int w, int r, double *x, double *y, double
 	const unsigned char *cells = rowOK ? p->ok + (size_t)j * (p->nx - 1) : NULL;
 	const double *gx = rowOK ? p->gx + (size_t)j * p->nx : NULL, *gy = rowOK ? p->gy + (size_t)j * p->nx : NULL;
 	int m = 0;
+	// the cell the last pixel fell in, and where its west and east sides
+	// meet the row (x0, y0; x1, y1)
+	long cell = -1;
+	double x0 = 0, x1 = 0, y0 = 0, y1 = 0;
 	for (int i = 0; i < w; i++) {
 		const double X = gt[0] + (i + 0.5) * gt[1];
 		if (rowOK) {
-			const double u = X / p->step;
+			const double u = X * p->rstep;
 			if (fabs(u) < 0x1p30) {
 				const double fu = ifloor(u);
 				const long ii = (long)fu - p->i0;
 				if (ii >= 0 && ii + 1 < p->nx && cells[ii]) {
 					const double a = u - fu;
-					const long k01 = ii + p->nx;
-					const double sx = b1 * ((1 - a) * gx[ii] + a * gx[ii + 1]) + b * ((1 - a) * gx[k01] + a * gx[k01 + 1]);
-					const double sy = b1 * ((1 - a) * gy[ii] + a * gy[ii + 1]) + b * ((1 - a) * gy[k01] + a * gy[k01 + 1]);
+					if (ii != cell) {
+						const long k01 = ii + p->nx;
+						cell = ii;
+						x0 = b1 * gx[ii] + b * gx[k01], x1 = b1 * gx[ii + 1] + b * gx[k01 + 1];
+						y0 = b1 * gy[ii] + b * gy[k01], y1 = b1 * gy[ii + 1] + b * gy[k01 + 1];
+					}
+					const double sx = (1 - a) * x0 + a * x1;
+					const double sy = (1 - a) * y0 + a * y1;
 					x[i] = inv[0] + sx * inv[1] + sy * inv[2];
 					y[i] = inv[3] + sx * inv[4] + sy * inv[5];
 					ok[i] = 1;
@@ -758,6 +773,7 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 			set_err(err, errlen, "transform the window's positions");
 			goto out;
 		}
+		const double rows = prev >= 0 ? 1.0 / (r - prev) : 0; // per row, from the last row sampled
 		for (int i = 0; i < w; i++) {
 			if (!ok[i] || isnan(x[i]) || isnan(y[i]))
 				continue;
@@ -767,7 +783,7 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				xx = dx > xx ? dx : xx, yx = dy > yx ? dy : yx;
 			}
 			if (pok[i]) {
-				const double dy = fabs(y[i] - py[i]) / (r - prev), dx = fabs(x[i] - px[i]) / (r - prev);
+				const double dy = fabs(y[i] - py[i]) * rows, dx = fabs(x[i] - px[i]) * rows;
 				yy = dy > yy ? dy : yy, xy = dx > xy ? dx : xy;
 			}
 			if (x[i] < -64 || y[i] < -64 || x[i] > W + 64 || y[i] > H + 64)

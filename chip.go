@@ -96,9 +96,11 @@ type BandSpec struct {
 // Name is the band's description in exported chips: "<sensor>:<band>".
 func (b BandSpec) Name() string { return string(b.Sensor) + ":" + b.Band }
 
-// Normalize maps a raw value to the model's input scale.
+// Normalize maps a raw value to the model's input scale: ((v * scale +
+// offset) - mean) / std, the division made as a multiplication by 1/std
+// (what the chip cutter computes, with 1/std worked out once per band).
 func (b BandSpec) Normalize(v float64) float64 {
-	return (v*b.Scale + b.Offset - b.Mean) / b.Std
+	return (v*b.Scale + b.Offset - b.Mean) * (1 / b.Std)
 }
 
 // InputSpec is one model input: a Size×Size grid of the listed bands, stacked

@@ -317,21 +317,15 @@ func BenchmarkDenseNetScore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	scorer, err := model.NewScorer(m, model.ScorerOptions{BatchSize: 4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	load := time.Since(t0)
 	newScorer := func() *model.Scorer {
-		if scorer == nil {
-			if scorer, err = model.NewScorer(m, model.ScorerOptions{BatchSize: 4}); err != nil {
-				b.Fatal(err)
-			}
+		s, err := model.NewScorer(m, model.ScorerOptions{BatchSize: 4})
+		if err != nil {
+			b.Fatal(err)
 		}
-		s := scorer
-		scorer = nil
 		return s
 	}
+	newScorer().Close()
+	load := time.Since(t0)
 	var st stageTimes
 	for i := range b.N {
 		st.measure(b, i, res, m.Card.Chip, newScorer, "score", "--scene", res.SceneFile, "--model", mdir, "--backend", "onnxruntime",

@@ -35,6 +35,9 @@
 #include <cpl_string.h>
 #include <gdal_alg.h>
 #include <gdalwarper.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "positions.h"
 
@@ -546,6 +549,14 @@ static long kernelRuns;
 
 long mm_kernel_runs(void) { return __atomic_load_n(&kernelRuns, __ATOMIC_RELAXED); }
 
+// runsOff turns kernel_run's runs of pixels off (tests compare the two);
+// runPixels counts the pixels valued in runs.
+static int runsOff;
+static long runPixels;
+
+void mm_kernel_set_runs(int on) { __atomic_store_n(&runsOff, !on, __ATOMIC_RELAXED); }
+long mm_kernel_run_pixels(void) { return __atomic_load_n(&runPixels, __ATOMIC_RELAXED); }
+
 // are_real_equal is GDAL's ARE_REAL_EQUAL for float and for double (its
 // nodata test on a Float32 or Float64 working buffer).
 static int are_real_equal_f(float a, float b) {
@@ -743,6 +754,92 @@ static int row_positions(mmCached *c, int w, int r, double *x, double *y, double
 	return exact_points(c, m, x, y, z, ok);
 }
 
+#ifdef __SSE2__
+// same_samples reports whether the pixel at source position sx, sy (ok:
+// transformed) is one our kernel gives the bilinear value of, from the four
+// samples at ix, iy with every one in the raster, and puts its weights and
+// their sum (at least GDAL's 0.00001) in m and *div, as kernel_run would.
+// Its centre's unified mask is the caller's to check (centre_of).
+static inline int same_samples(double sx, double sy, int ok, int W, int H, int ix, int iy, double m[4], double *div) {
+	if (!ok || isnan(sx) || isnan(sy) || sx < 0 || sy < 0 || sx + 1e-10 > W || sy + 1e-10 > H)
+		return 0;
+	int jx = ifloor(sx - 0.5), jy = ifloor(sy - 0.5);
+	double rx = 1.5 - (sx - jx), ry = 1.5 - (sy - jy);
+	if (jx == -1)
+		jx = 0, rx = 1;
+	if (jy == -1)
+		jy = 0, ry = 1;
+	if (jx != ix || jy != iy)
+		return 0;
+	m[0] = rx * ry, m[1] = (1.0 - rx) * ry, m[2] = rx * (1.0 - ry), m[3] = (1.0 - rx) * (1.0 - ry);
+	double d = 0;
+	d += m[0], d += m[1], d += m[2], d += m[3];
+	*div = d;
+	return d >= 0.00001;
+}
+
+// centre_of is the source window index of the pixel at sx, sy (in the raster,
+// same_samples checked), as kernel_run finds its centre.
+static inline size_t centre_of(double sx, double sy, int W, int H, int x0, int y0, int sw) {
+	int cx = (int)(sx + 1e-10), cy = (int)(sy + 1e-10);
+	if (cx == W)
+		cx--;
+	if (cy == H)
+		cy--;
+	return (size_t)(cx - x0) + (size_t)(cy - y0) * sw;
+}
+
+// runMax is the most pixels run takes at a time.
+#define runMax 64
+
+// run writes the values of n neighbouring pixels (out[0..n-1] of every
+// band's plane) from the same four samples at at, pixel p's weights at
+// m[4p..4p+3] and their sum at div[p]: two pixels at a time in SSE2's two
+// lanes, each lane the same operations in the same order as
+// kernel_run's for one pixel (so the same doubles, and floats).
+static inline void run(const float *buf, size_t splane, const size_t at[4], const double *m, const double *div, int n, float *out,
+                       size_t plane, int bands) {
+	for (int b = 0; b < bands; b++) {
+		const float *src = buf + b * splane;
+		const __m128d S0 = _mm_set1_pd((double)src[at[0]]), S1 = _mm_set1_pd((double)src[at[1]]);
+		const __m128d S2 = _mm_set1_pd((double)src[at[2]]), S3 = _mm_set1_pd((double)src[at[3]]);
+		float *row = out + b * plane;
+		int p = 0;
+		for (; p + 1 < n; p += 2) {
+			const double *m0 = m + 4 * p, *m1 = m0 + 4;
+			__m128d acc = _mm_setzero_pd();
+			acc = _mm_add_pd(acc, _mm_mul_pd(S0, _mm_set_pd(m1[0], m0[0])));
+			acc = _mm_add_pd(acc, _mm_mul_pd(S1, _mm_set_pd(m1[1], m0[1])));
+			acc = _mm_add_pd(acc, _mm_mul_pd(S2, _mm_set_pd(m1[2], m0[2])));
+			acc = _mm_add_pd(acc, _mm_mul_pd(S3, _mm_set_pd(m1[3], m0[3])));
+			const int one0 = div[p] == 1.0, one1 = div[p + 1] == 1.0;
+			__m128d val = acc;
+			if (!(one0 && one1)) {
+				const __m128d q = _mm_div_pd(acc, _mm_set_pd(div[p + 1], div[p]));
+				val = q;
+				if (one0 || one1) { // one lane's sum is 1: GDAL takes its value undivided
+					double a[2], v[2];
+					_mm_storeu_pd(a, acc), _mm_storeu_pd(v, q);
+					val = _mm_set_pd(one1 ? a[1] : v[1], one0 ? a[0] : v[0]);
+				}
+			}
+			const __m128 f = _mm_cvtpd_ps(val);
+			row[p] = _mm_cvtss_f32(f);
+			row[p + 1] = _mm_cvtss_f32(_mm_shuffle_ps(f, f, 1));
+		}
+		if (p < n) { // the last of an odd run, as kernel_run computes it
+			const double *m0 = m + 4 * p;
+			double acc = 0;
+			acc += (double)src[at[0]] * m0[0];
+			acc += (double)src[at[1]] * m0[1];
+			acc += (double)src[at[2]] * m0[2];
+			acc += (double)src[at[3]] * m0[3];
+			row[p] = (float)(div[p] == 1.0 ? acc : acc / div[p]);
+		}
+	}
+}
+#endif
+
 // kernel_run warps with our kernel into out (NaN where GDAL leaves
 // nodata), computing the positions as GDAL asks for them (row by row,
 // pixel centres) with c. -1: the warp is GDAL's to make after all.
@@ -933,6 +1030,24 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 					nodata(out, plane, o, bands);
 					continue;
 				}
+#ifdef __SSE2__
+				// the pixels after it that take the same four samples (an
+				// enlarging warp's neighbours): a run, its values worked
+				// out band by band from samples read once per band
+				double rm[4 * runMax], rdiv[runMax];
+				memcpy(rm, m, sizeof(m)), rdiv[0] = div;
+				int n = 1;
+				const int most = __atomic_load_n(&runsOff, __ATOMIC_RELAXED) ? 1 : runMax;
+				while (n < most && i + n < w && same_samples(x[i + n], y[i + n], ok[i + n], W, H, ix, iy, rm + 4 * n, rdiv + n) &&
+				       (!any || !k->unified || any[centre_of(x[i + n], y[i + n], W, H, x0, y0, sw)]))
+					n++;
+				if (n > 1) {
+					run(buf, splane, at, rm, rdiv, n, out + o, plane, bands);
+					__atomic_add_fetch(&runPixels, n, __ATOMIC_RELAXED);
+					i += n - 1;
+					continue;
+				}
+#endif
 				for (int b = 0; b < bands; b++) {
 					const float *src = buf + b * splane;
 					double acc = 0;

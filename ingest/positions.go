@@ -312,3 +312,16 @@ func (r *Raster) freeWarps() {
 // kernelRuns counts the warps made with our kernel rather than GDAL's
 // (for tests).
 func kernelRuns() int { return int(C.mm_kernel_runs()) }
+
+// setKernelRuns turns our kernel's runs of pixels (valued together, two at
+// a time) on or off, and runPixels counts the pixels valued in runs: for
+// tests, with no warp under way.
+func setKernelRuns(on bool) {
+	v := C.int(0)
+	if on {
+		v = 1
+	}
+	C.mm_kernel_set_runs(v)
+}
+
+func runPixels() int { return int(C.mm_kernel_run_pixels()) }

@@ -36,5 +36,10 @@ int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands,
 void mm_warp_free(mmWarp *wp);
 // mm_kernel_runs counts the warps our kernel made (not GDAL's).
 long mm_kernel_runs(void);
+// mm_kernel_set_runs turns on (the default) or off our kernel's runs of
+// pixels that share their four samples; mm_kernel_run_pixels counts the
+// pixels valued in runs. For tests.
+void mm_kernel_set_runs(int on);
+long mm_kernel_run_pixels(void);
 
 #endif

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	mm "github.com/methanemap/methanemap"
@@ -201,5 +202,85 @@ func TestLatticeFallsBackNearThePole(t *testing.T) {
 		if valid < px*px/2 {
 			t.Fatalf("%s: only %d of %d pixels have data", alg, valid, px*px)
 		}
+	}
+}
+
+// TestKernelRunsEqualOnePixelAtATime enlarges rasters 4 to 24 times onto
+// windows inside and across their edges (nodata, lon/lat, the window's own
+// CRS): our kernel values the neighbours that share four samples in runs,
+// two pixels at a time in SSE2's lanes, and must give the bits it gives
+// one pixel at a time.
+func TestKernelRunsEqualOnePixelAtATime(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("runs are SSE2's (x86-64)")
+	}
+	dir := t.TempDir()
+	zero := 0.0
+	const x0, y0 = 446400.0, 4651920.0 // EPSG:26915
+	write := func(name string, epsg int, gt [6]float64, w, h, bands int, dtype string, nodata *float64) string {
+		return writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, name), EPSG: epsg, GeoTransform: gt, Width: w, Height: h, Bands: bands, DataType: dtype, Nodata: nodata},
+			func(i, yStart int) float64 { return float64((i*7919+yStart*31)%251 + i%w) })
+	}
+	toLL, err := NewTransformer(26915, 4326)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ll := []orb.Point{{x0 - 300, y0 + 300}}
+	if err := toLL.Points(ll); err != nil {
+		t.Fatal(err)
+	}
+	toLL.Close()
+	rasters := []struct {
+		name  string
+		path  string
+		s1    bool
+		bands int
+	}{
+		{"20 m UInt16, nodata", write("s20.tif", 32615, [6]float64{x0 - 300, 20, 0, y0 + 300, 0, -20}, 90, 80, 2, "UInt16", &zero), false, 2},
+		{"60 m UInt16", write("s60.tif", 32615, [6]float64{x0 - 300, 60, 0, y0 + 300, 0, -60}, 30, 28, 2, "UInt16", nil), false, 2},
+		{"window's CRS, 10 m, shifted", write("same.tif", 26915, [6]float64{x0 - 295, 10, 0, y0 + 305, 0, -10}, 180, 160, 4, "Byte", nil), false, 4},
+		{"EPSG:4326 Float32, nodata", write("s1.tif", 4326, [6]float64{ll[0][0], 0.0002, 0, ll[0][1], 0, -0.00018}, 100, 95, 2, "Float32", &zero), true, 2},
+	}
+	defer setKernelRuns(true)
+	for _, wd := range []struct{ dx, dy float64 }{{0, 0}, {900, -800}} {
+		const px = 288
+		side := px * 2.5
+		w := Window{EPSG: 26915, Bounds: [4]float64{x0 + wd.dx, y0 + wd.dy - side, x0 + wd.dx + side, y0 + wd.dy}, Width: px, Height: px, Fixed: true, Shared: NewPositions(4)}
+		for _, rr := range rasters {
+			sc := scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: rr.path, Bands: []string{"red", "green", "blue", "nir"}[:rr.bands]}})
+			if rr.s1 {
+				sc = scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: rr.path, Bands: []string{"VV", "VH"}}})
+			}
+			src, err := Open(context.Background(), sc, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			warp := func(runs bool) ([]float32, int, int) {
+				setKernelRuns(runs)
+				k, p := kernelRuns(), runPixels()
+				vals, err := src.Rasters[0].Warp(context.Background(), w, Bilinear)
+				if err != nil {
+					t.Fatalf("%s: %v", rr.name, err)
+				}
+				return vals, kernelRuns() - k, runPixels() - p
+			}
+			alone, k1, p1 := warp(false)
+			inRuns, k2, p2 := warp(true)
+			src.Close()
+			if k1 != 1 || k2 != 1 || p1 != 0 || p2 < len(alone)/rr.bands/4 {
+				t.Fatalf("%s at %v: our kernel ran %d and %d times, %d and %d pixels in runs", rr.name, wd, k1, k2, p1, p2)
+			}
+			nan := 0
+			for i := range alone {
+				if math.Float32bits(alone[i]) != math.Float32bits(inRuns[i]) {
+					t.Fatalf("%s at %v: value %d is %v in runs, %v one pixel at a time", rr.name, wd, i, inRuns[i], alone[i])
+				}
+				if alone[i] != alone[i] {
+					nan++
+				}
+			}
+			t.Logf("%s at %v: %d values equal (%d nodata), %d of %d pixels in runs", rr.name, wd, len(alone), nan, p2, len(alone)/rr.bands)
+		}
+		w.Shared.Close()
 	}
 }

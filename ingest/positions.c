@@ -754,6 +754,30 @@ static int row_positions(mmCached *c, int w, int r, double *x, double *y, double
 	return exact_points(c, m, x, y, z, ok);
 }
 
+// in_raster is GWKCheckAndComputeSrcOffsets' test: the source position
+// sx, sy (ok: transformed) lies in the W x H raster.
+static inline int in_raster(double sx, double sy, int ok, int W, int H) {
+	return ok && !isnan(sx) && !isnan(sy) && sx >= 0 && sy >= 0 && !(sx + 1e-10 > W) && !(sy + 1e-10 > H);
+}
+
+// weights is GWKBilinearResample4Sample's start, in source raster pixels:
+// the first of the four samples around sx, sy (in the raster, far under
+// 2^30) in *ix, *iy, their weights in m, and their sum, added up in its
+// order.
+static inline double weights(double sx, double sy, int *ix, int *iy, double m[4]) {
+	int jx = ifloor(sx - 0.5), jy = ifloor(sy - 0.5);
+	double rx = 1.5 - (sx - jx), ry = 1.5 - (sy - jy);
+	if (jx == -1)
+		jx = 0, rx = 1;
+	if (jy == -1)
+		jy = 0, ry = 1;
+	*ix = jx, *iy = jy;
+	m[0] = rx * ry, m[1] = (1.0 - rx) * ry, m[2] = rx * (1.0 - ry), m[3] = (1.0 - rx) * (1.0 - ry);
+	double d = 0;
+	d += m[0], d += m[1], d += m[2], d += m[3];
+	return d;
+}
+
 #ifdef __SSE2__
 // same_samples reports whether the pixel at source position sx, sy (ok:
 // transformed) is one our kernel gives the bilinear value of, from the four
@@ -761,21 +785,11 @@ static int row_positions(mmCached *c, int w, int r, double *x, double *y, double
 // their sum (at least GDAL's 0.00001) in m and *div, as kernel_run would.
 // Its centre's unified mask is the caller's to check (centre_of).
 static inline int same_samples(double sx, double sy, int ok, int W, int H, int ix, int iy, double m[4], double *div) {
-	if (!ok || isnan(sx) || isnan(sy) || sx < 0 || sy < 0 || sx + 1e-10 > W || sy + 1e-10 > H)
+	if (!in_raster(sx, sy, ok, W, H))
 		return 0;
-	int jx = ifloor(sx - 0.5), jy = ifloor(sy - 0.5);
-	double rx = 1.5 - (sx - jx), ry = 1.5 - (sy - jy);
-	if (jx == -1)
-		jx = 0, rx = 1;
-	if (jy == -1)
-		jy = 0, ry = 1;
-	if (jx != ix || jy != iy)
-		return 0;
-	m[0] = rx * ry, m[1] = (1.0 - rx) * ry, m[2] = rx * (1.0 - ry), m[3] = (1.0 - rx) * (1.0 - ry);
-	double d = 0;
-	d += m[0], d += m[1], d += m[2], d += m[3];
-	*div = d;
-	return d >= 0.00001;
+	int jx, jy;
+	*div = weights(sx, sy, &jx, &jy, m);
+	return jx == ix && jy == iy && *div >= 0.00001;
 }
 
 // centre_of is the source window index of the pixel at sx, sy (in the raster,
@@ -970,7 +984,7 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 			// GWKCheckAndComputeSrcOffsets
 			const double sx = x[i], sy = y[i];
 			const size_t o = (size_t)r * w + i;
-			if (!ok[i] || isnan(sx) || isnan(sy) || sx < 0 || sy < 0 || sx + 1e-10 > W || sy + 1e-10 > H) {
+			if (!in_raster(sx, sy, ok[i], W, H)) {
 				nodata(out, plane, o, bands);
 				continue;
 			}
@@ -993,16 +1007,10 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 					out[b * plane + o] = !valid || valid[b * splane + centre] ? (float)(double)buf[b * splane + centre] : NAN;
 				continue;
 			}
-			// GWKBilinearResample4Sample, in source raster pixels: the
-			// four samples' weights, added up in its order
-			// sx, sy lie in the raster, far under 2^30
-			int ix = ifloor(sx - 0.5), iy = ifloor(sy - 0.5);
-			double rx = 1.5 - (sx - ix), ry = 1.5 - (sy - iy);
-			if (ix == -1)
-				ix = 0, rx = 1;
-			if (iy == -1)
-				iy = 0, ry = 1;
-			const double m[4] = {rx * ry, (1.0 - rx) * ry, rx * (1.0 - ry), (1.0 - rx) * (1.0 - ry)};
+			// GWKBilinearResample4Sample
+			int ix, iy;
+			double m[4];
+			const double div = weights(sx, sy, &ix, &iy, m);
 			// the four samples (which an enlarging warp's neighbouring
 			// pixels share: worked out once for them)
 			if (ix != lastx || iy != lasty) {
@@ -1024,8 +1032,6 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 			if (full) {
 				// the four samples with data in every band: the same sums,
 				// without the tests
-				double div = 0;
-				div += m[0], div += m[1], div += m[2], div += m[3];
 				if (div < 0.00001) {
 					nodata(out, plane, o, bands);
 					continue;
@@ -1062,20 +1068,20 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 			for (int b = 0; b < bands; b++) {
 				const float *src = buf + b * splane;
 				const unsigned char *v = valid ? valid + b * splane : NULL;
-				double acc = 0, div = 0;
+				double acc = 0, sum = 0; // the weights of the samples with data
 				for (int s = 0; s < 4; s++) {
 					if (!in[s] || (v && !v[at[s]]))
 						continue;
-					div += m[s];
+					sum += m[s];
 					acc += (double)src[at[s]] * m[s];
 				}
 				double val;
-				if (div == 1.0)
+				if (sum == 1.0)
 					val = acc;
-				else if (div < 0.00001)
+				else if (sum < 0.00001)
 					val = NAN;
 				else
-					val = acc / div;
+					val = acc / sum;
 				out[b * plane + o] = (float)val;
 			}
 		}

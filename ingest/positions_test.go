@@ -11,6 +11,29 @@ import (
 	"github.com/paulmach/orb"
 )
 
+// textureRasters returns a writer of GeoTIFFs into dir holding a gradient
+// with texture: neighbours differ by at most 252.
+func textureRasters(t *testing.T, dir string) func(name string, epsg int, gt [6]float64, w, h, bands int, dtype string, nodata *float64) string {
+	return func(name string, epsg int, gt [6]float64, w, h, bands int, dtype string, nodata *float64) string {
+		return writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, name), EPSG: epsg, GeoTransform: gt, Width: w, Height: h, Bands: bands, DataType: dtype, Nodata: nodata},
+			func(i, yStart int) float64 { return float64((i*7919+yStart*31)%251 + i%w) })
+	}
+}
+
+// lonLat is the point x, y of the CRS epsg in lon/lat.
+func lonLat(t *testing.T, epsg int, x, y float64) orb.Point {
+	tr, err := NewTransformer(epsg, 4326)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	p := []orb.Point{{x, y}}
+	if err := tr.Points(p); err != nil {
+		t.Fatal(err)
+	}
+	return p[0]
+}
+
 // TestFixedWarpsMatchGDALWarp warps rasters of two CRSs, neither the
 // window's, onto the same Fixed windows, inside the rasters and across
 // their edges, and compares each with the gdalwarp tool on the same
@@ -30,20 +53,9 @@ func TestFixedWarpsMatchGDALWarp(t *testing.T) {
 	// values: a gradient with texture (neighbours differ by at most
 	// maxStep), nodata now and then
 	const maxStep = 252
-	write := func(name string, epsg int, gt [6]float64, w, h, bands int, dtype string, nodata *float64) string {
-		return writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, name), EPSG: epsg, GeoTransform: gt, Width: w, Height: h, Bands: bands, DataType: dtype, Nodata: nodata},
-			func(i, yStart int) float64 { return float64((i*7919+yStart*31)%251 + i%w) })
-	}
+	write := textureRasters(t, dir)
 	// the north-west corner in lon/lat, for the EPSG:4326 rasters
-	toLL, err := NewTransformer(26915, 4326)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ll := []orb.Point{{x0 - 300, y0 + 300}}
-	if err := toLL.Points(ll); err != nil {
-		t.Fatal(err)
-	}
-	toLL.Close()
+	ll := []orb.Point{lonLat(t, 26915, x0-300, y0+300)}
 	type raster struct {
 		name   string
 		path   string
@@ -217,19 +229,8 @@ func TestKernelRunsEqualOnePixelAtATime(t *testing.T) {
 	dir := t.TempDir()
 	zero := 0.0
 	const x0, y0 = 446400.0, 4651920.0 // EPSG:26915
-	write := func(name string, epsg int, gt [6]float64, w, h, bands int, dtype string, nodata *float64) string {
-		return writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, name), EPSG: epsg, GeoTransform: gt, Width: w, Height: h, Bands: bands, DataType: dtype, Nodata: nodata},
-			func(i, yStart int) float64 { return float64((i*7919+yStart*31)%251 + i%w) })
-	}
-	toLL, err := NewTransformer(26915, 4326)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ll := []orb.Point{{x0 - 300, y0 + 300}}
-	if err := toLL.Points(ll); err != nil {
-		t.Fatal(err)
-	}
-	toLL.Close()
+	write := textureRasters(t, dir)
+	ll := []orb.Point{lonLat(t, 26915, x0-300, y0+300)}
 	rasters := []struct {
 		name  string
 		path  string

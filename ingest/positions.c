@@ -974,6 +974,9 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 	// pass 2: the values, a row at a time (NaN where the kernel skips a
 	// pixel or a band, written there rather than over every row first)
 	int lastx = INT_MIN, lasty = INT_MIN, full = 0, in[4] = {0};
+#ifdef __SSE2__
+	const int most = __atomic_load_n(&runsOff, __ATOMIC_RELAXED) ? 1 : runMax; // pixels a run may take
+#endif
 	size_t at[4] = {0};
 	for (int r = 0; r < h; r++) {
 		if (!row_positions(c, w, r, x, y, z, ok)) {
@@ -1043,7 +1046,6 @@ static int kernel_run(mmWarp *wp, mmKernel *k, mmCached *c, float *out, int w, i
 				double rm[4 * runMax], rdiv[runMax];
 				memcpy(rm, m, sizeof(m)), rdiv[0] = div;
 				int n = 1;
-				const int most = __atomic_load_n(&runsOff, __ATOMIC_RELAXED) ? 1 : runMax;
 				while (n < most && i + n < w && same_samples(x[i + n], y[i + n], ok[i + n], W, H, ix, iy, rm + 4 * n, rdiv + n) &&
 				       (!any || !k->unified || any[centre_of(x[i + n], y[i + n], W, H, x0, y0, sw)]))
 					n++;

@@ -115,19 +115,7 @@ func gdalwarpChip(t testing.TB, src string, band int, w ingest.Window, alg strin
 // sameValues compares two rasters: NaN where the other is NaN, values equal
 // within tol elsewhere. It returns a description of the first difference.
 func sameValues(got, want []float32, tol float64) (string, bool) {
-	if len(got) != len(want) {
-		return fmt.Sprintf("length %d vs %d", len(got), len(want)), false
-	}
-	for i := range got {
-		g, w := float64(got[i]), float64(want[i])
-		if math.IsNaN(g) != math.IsNaN(w) {
-			return fmt.Sprintf("pixel %d: %v vs %v (nodata differs)", i, g, w), false
-		}
-		if !math.IsNaN(g) && math.Abs(g-w) > tol*math.Max(1, math.Abs(w)) {
-			return fmt.Sprintf("pixel %d: %v vs %v", i, g, w), false
-		}
-	}
-	return "", true
+	return compareRasters(got, want, func(i int, w float64) float64 { return tol * math.Max(1, math.Abs(w)) })
 }
 
 // nearValues compares a w-pixel-wide raster warped with the lattice's
@@ -138,17 +126,7 @@ func sameValues(got, want []float32, tol float64) (string, bool) {
 // — plus 2 float ulps. It returns a description of the first
 // difference.
 func nearValues(got, want []float32, w int, pos float64) (string, bool) {
-	if len(got) != len(want) {
-		return fmt.Sprintf("length %d vs %d", len(got), len(want)), false
-	}
-	for i := range got {
-		g, e := float64(got[i]), float64(want[i])
-		if math.IsNaN(g) != math.IsNaN(e) {
-			return fmt.Sprintf("pixel %d: %v vs %v (nodata differs)", i, g, e), false
-		}
-		if math.IsNaN(g) {
-			continue
-		}
+	return compareRasters(got, want, func(i int, e float64) float64 {
 		steep := 0.0
 		x, y := i%w, i/w
 		for _, d := range [][2]int{{-1, 0}, {1, 0}, {0, -1}, {0, 1}} {
@@ -160,7 +138,27 @@ func nearValues(got, want []float32, w int, pos float64) (string, bool) {
 				steep = max(steep, math.Abs(v-e))
 			}
 		}
-		if tol := pos*2*steep + 2*float64(math.Nextafter32(float32(math.Abs(e)), float32(math.Inf(1)))-float32(math.Abs(e))); math.Abs(g-e) > tol {
+		return pos*2*steep + 2*float64(math.Nextafter32(float32(math.Abs(e)), float32(math.Inf(1)))-float32(math.Abs(e)))
+	})
+}
+
+// compareRasters is sameValues' and nearValues' comparison: the same
+// length, NaN in the same places, and elsewhere values no further apart
+// than allowed(i, want[i]). It returns a description of the first
+// difference.
+func compareRasters(got, want []float32, allowed func(i int, want float64) float64) (string, bool) {
+	if len(got) != len(want) {
+		return fmt.Sprintf("length %d vs %d", len(got), len(want)), false
+	}
+	for i := range got {
+		g, e := float64(got[i]), float64(want[i])
+		if math.IsNaN(g) != math.IsNaN(e) {
+			return fmt.Sprintf("pixel %d: %v vs %v (nodata differs)", i, g, e), false
+		}
+		if math.IsNaN(g) {
+			continue
+		}
+		if tol := allowed(i, e); math.Abs(g-e) > tol {
 			return fmt.Sprintf("pixel %d: %v vs %v (allowed %g)", i, g, e, tol), false
 		}
 	}

@@ -27,20 +27,12 @@ import "sync/atomic"
 // pages back when the heap's free memory has grown by trimFree bytes since
 // the last trim (trimmed pages still count as free: glibc hands them back
 // to the system but keeps them in its lists).
-// The heap's free bytes are looked at once per checkEvery bytes of large
-// warps: mallinfo2 walks every free chunk, and on a heap fragmented by
-// GDAL's buffers that took ~1 ms a call, 4 % of a 720 px chip's cut when
-// it was called after each of its large warps.
 const (
-	trimSize   = 4 << 20
-	trimFree   = 8 << 20
-	checkEvery = 32 << 20
+	trimSize = 4 << 20
+	trimFree = 8 << 20
 )
 
-var (
-	freeAtTrim atomic.Int64 // the heap's free bytes just after the last trim
-	sinceCheck atomic.Int64 // bytes of large warps since the heap was last looked at
-)
+var freeAtTrim atomic.Int64 // the heap's free bytes just after the last trim
 
 // releaseFreeMemory returns the C heap's free pages to the system
 // (glibc's malloc_trim; nothing elsewhere). GDAL allocates and frees
@@ -54,11 +46,7 @@ var (
 // free memory has grown by trimFree. (It was at most once a second: with
 // faster warps, a 20 km scene's peak then held ~70 MiB of free heap.)
 func releaseFreeMemory(warped int) {
-	if warped < trimSize || sinceCheck.Add(int64(warped)) < checkEvery {
-		return
-	}
-	sinceCheck.Store(0)
-	if int64(C.mm_free_bytes())-freeAtTrim.Load() < trimFree {
+	if warped < trimSize || int64(C.mm_free_bytes())-freeAtTrim.Load() < trimFree {
 		return
 	}
 	C.mm_trim()

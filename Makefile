@@ -14,7 +14,7 @@ ORT_SHA256 := 53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
 ORT_DIR := /usr/local/lib/methanemap
 ORT_LIB := $(ORT_DIR)/libonnxruntime.so.1
 
-.PHONY: deps ort build test demo eval train bench fuzz clean
+.PHONY: deps ort build test demo eval train bench profile fuzz clean
 
 # deps installs what the build and tests need when it is missing.
 deps:
@@ -103,6 +103,17 @@ bench: build
 	$(BENCH) -bench DenseNetScore -benchtime 1x ./cmd/methanemap/ | tee -a bench/raw.txt
 	$(BENCH) -bench DaemonWorkers -benchtime 1x ./cmd/methanemap/ | tee -a bench/raw.txt
 	$(GO) run ./internal/benchreport -json bench/results.json bench/raw.txt
+
+# profile scores a 10 km fixture scene with pprof's CPU and allocation
+# profiles (profile/cpu.pprof, profile/mem.pprof) and prints the top of each.
+PROFILE := profile
+profile: build
+	mkdir -p $(PROFILE)
+	test -f $(PROFILE)/scene/scene.json || $(BIN) fixtures --out $(PROFILE)/scene --size-km 10 >/dev/null
+	$(BIN) score --scene $(PROFILE)/scene/scene.json -o $(PROFILE)/det.geojson --force --quiet \
+		--cpuprofile $(PROFILE)/cpu.pprof --memprofile $(PROFILE)/mem.pprof
+	$(GO) tool pprof -top -nodecount 20 $(BIN) $(PROFILE)/cpu.pprof
+	$(GO) tool pprof -top -nodecount 20 -sample_index alloc_space $(BIN) $(PROFILE)/mem.pprof
 
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzParseScene -fuzztime 30s .

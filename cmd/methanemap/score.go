@@ -20,7 +20,7 @@ import (
 	"github.com/paulmach/orb"
 )
 
-func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) error {
+func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, stderr io.Writer) (retErr error) {
 	fs := flag.NewFlagSet("score", flag.ContinueOnError)
 	var sceneFiles stringList
 	fs.Var(&sceneFiles, "scene", "scene message, STAC Item or ItemCollection file, or a directory of them (repeatable)")
@@ -37,6 +37,8 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	quiet := fs.Bool("quiet", false, "no progress output")
 	cutters := fs.Int("cutters", runtime.NumCPU(), "chip-cutting goroutines per scene, each with its own opened rasters")
 	noProbes := fs.Bool("no-probes", false, "do not re-score half-shifted chips around detections to place sites")
+	var prof profiles
+	prof.flags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,6 +63,9 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 			return mm.Permanentf("%s exists (use --force to overwrite)", p)
 		}
 	}
+	if err := prof.check(*force, *out, *sitesOut); err != nil {
+		return err
+	}
 	var aoi orb.Geometry
 	var err error
 	if *aoiFile != "" {
@@ -76,6 +81,15 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		}
 		scenes = append(scenes, s...)
 	}
+	// from the model's loading to the outputs' writing
+	if err := prof.start(); err != nil {
+		return err
+	}
+	defer func() {
+		if err := prof.stop(); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
 	log := newLogger(cfg.Log, stderr)
 	scorer, err := newScorer(cfg, *modelDir, *backend, *batch, log)
 	if err != nil {

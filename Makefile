@@ -100,8 +100,8 @@ bench: build
 	$(BENCH) -bench ChipMemory -benchtime 1x ./tiles/ | tee -a bench/raw.txt
 	$(BENCH) -bench . -benchtime 20x ./model/ | tee -a bench/raw.txt
 	$(BENCH) -bench Score10km -benchtime 2x ./cmd/methanemap/ | tee -a bench/raw.txt
-	$(BENCH) -bench DenseNetScore -benchtime 1x ./cmd/methanemap/ | tee -a bench/raw.txt
-	$(BENCH) -bench DaemonWorkers -benchtime 1x ./cmd/methanemap/ | tee -a bench/raw.txt
+	$(BENCH) -bench DenseNetScore -benchtime 2x ./cmd/methanemap/ | tee -a bench/raw.txt
+	$(BENCH) -bench DaemonWorkers -benchtime 3x ./cmd/methanemap/ | tee -a bench/raw.txt
 	$(GO) run ./internal/benchreport -json bench/results.json bench/raw.txt
 
 # profile scores a 10 km fixture scene with pprof's CPU and allocation

@@ -299,20 +299,7 @@ func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm
 		for _, s := range rd.slots {
 			src := vals[s.fileBand*n : (s.fileBand+1)*n]
 			dst := t.Data[s.channel*n : (s.channel+1)*n]
-			b := in.Bands[s.channel]
-			// b.Normalize, the same doubles, with 1/std worked out once
-			// (a division per value was a sixth of a 720 px chip's time)
-			scale, offset, mean, inv := b.Scale, b.Offset, b.Mean, 1/b.Std
-			fill := float32(b.Fill)
-			dst = dst[:len(src)]
-			invalid := invalid[:len(src)]
-			for p, v := range src {
-				if v != v { // NaN: no data
-					dst[p], invalid[p] = fill, true
-					continue
-				}
-				dst[p] = float32((float64(v)*scale + offset - mean) * inv)
-			}
+			normalize(in.Bands[s.channel], src, dst, invalid)
 			if t.Raw != nil {
 				copy(t.Raw[s.channel*n:(s.channel+1)*n], src)
 			}

@@ -14,10 +14,10 @@ import (
 
 // profiles writes pprof profiles of one command's run: CPU samples while
 // it runs (--cpuprofile) and the allocations of the Go heap (--memprofile:
-// the allocs profile, sampled every 512 kB allocated, from the program's
-// start). C code (GDAL, our warp kernel in ingest, ONNX Runtime) shows as
-// the cgo call that entered it, and ONNX Runtime's own threads are not
-// sampled: Linux's perf sees inside those.
+// the allocs profile, a sample per 512 kB allocated on average, from the
+// program's start). Time in C (GDAL, our warp kernel in ingest, ONNX
+// Runtime) shows as the cgo call that entered it, and ONNX Runtime's own
+// threads' as <unknown>: Linux's perf sees inside them.
 type profiles struct {
 	cpu, mem string
 	cpuFile  *os.File

@@ -28,8 +28,9 @@ func (p *profiles) flags(fs *flag.FlagSet) {
 	fs.StringVar(&p.mem, "memprofile", "", "write a pprof allocation profile of the run to this file")
 }
 
-// check refuses, before any work, profile files that exist (unless force)
-// or that are one of the command's other outputs.
+// check refuses, before any work, profile files that exist (unless force;
+// a directory always), that are one of the command's other outputs, or
+// whose directory does not exist.
 func (p *profiles) check(force bool, outputs ...string) error {
 	taken := map[string]bool{}
 	for _, o := range outputs {
@@ -45,8 +46,13 @@ func (p *profiles) check(force bool, outputs ...string) error {
 			return usagef("%s %s: that file is another output of the run", f.flag, f.path)
 		}
 		taken[filepath.Clean(f.path)] = true
-		if _, err := os.Stat(f.path); err == nil && !force {
-			return mm.Permanentf("%s %s exists (use --force to overwrite)", f.flag, f.path)
+		if st, err := os.Stat(f.path); err == nil && (st.IsDir() || !force) {
+			return mm.Permanentf("%s %s exists (use --force to overwrite a file)", f.flag, f.path)
+		}
+		// the allocation profile is written at the end: its directory is
+		// checked now, as the CPU profile's is by its creation
+		if st, err := os.Stat(filepath.Dir(f.path)); err != nil || !st.IsDir() {
+			return mm.Permanentf("%s %s: no directory %s", f.flag, f.path, filepath.Dir(f.path))
 		}
 	}
 	return nil

@@ -59,6 +59,8 @@ func TestScoreProfiles(t *testing.T) {
 		{[]string{"--cpuprofile", out}, "another output"},
 		{[]string{"--cpuprofile", filepath.Join(tmp, "p.pprof"), "--memprofile", filepath.Join(tmp, ".", "p.pprof")}, "another output"},
 		{[]string{"--cpuprofile", filepath.Join(tmp, "no", "such", "dir", "cpu.pprof")}, "--cpuprofile"},
+		{[]string{"--memprofile", filepath.Join(tmp, "no", "such", "dir", "mem.pprof")}, "no directory"},
+		{[]string{"--memprofile", tmp, "--force"}, "exists"},
 	} {
 		args := append([]string{"score", "--scene", scene, "-o", out, "--quiet"}, tt.args...)
 		if code, _, stderr := cli(t, args...); code != 2 || !strings.Contains(stderr, tt.want) {

@@ -2,28 +2,12 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/methanemap/methanemap/internal/testenv"
 )
-
-// goCommand is the go command of the toolchain running the tests (for go
-// tool pprof).
-func goCommand(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("no go command to read the profiles: %v", err)
-	}
-	return p
-}
 
 // TestScoreProfiles writes pprof profiles of a score run and reads them
 // back with go tool pprof: CPU samples under the pipeline, the chips'
@@ -39,7 +23,7 @@ func TestScoreProfiles(t *testing.T) {
 	if code, stdout, stderr := cli(t, "score", "--scene", scene, "-o", out, "--quiet", "--cpuprofile", cpu, "--memprofile", mem); code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	gocmd := goCommand(t)
+	gocmd := testenv.Tool(t, "go") // go test puts its toolchain first in PATH
 	top := testenv.Run(t, "", gocmd, "tool", "pprof", "-top", "-cum", cpu)
 	if !strings.Contains(top, "Type: cpu") || !strings.Contains(top, "pipeline.Run") {
 		t.Errorf("the CPU profile has no samples under pipeline.Run:\n%s", top)

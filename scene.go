@@ -41,6 +41,62 @@ type Asset struct {
 	Href  string            `json:"href,omitempty"`
 	Bands []string          `json:"bands,omitempty"`
 	Hrefs map[string]string `json:"hrefs,omitempty"`
+
+	// ProcessingBaseline (Sentinel-2 only) is the L2A product's processing
+	// baseline, "NN.NN" ("02.14", "05.10"). From baseline 04.00 (products
+	// made from 2022-01-25, and the reprocessed archive) ESA adds 1000 to
+	// the reflectance DNs; older products do not.
+	ProcessingBaseline string `json:"processing_baseline,omitempty"`
+	// BOAAddOffset (Sentinel-2 only) is what must be added to the asset's
+	// reflectance DNs to get reflectance x 10,000 (ESA's BOA_ADD_OFFSET):
+	// -1000 for products of baseline 04.00 or later as ESA distributes
+	// them, 0 for older products and for copies that removed the offset
+	// already (Earth Search's boa_offset_applied). It wins over
+	// ProcessingBaseline. See BOAOffset.
+	BOAAddOffset *float64 `json:"boa_add_offset,omitempty"`
+	// Units (Sentinel-1 only) is the scale of the backscatter values:
+	// S1DB (the default), S1Power (linear power, as RTC products such as
+	// Planetary Computer's sentinel-1-rtc give gamma0) or S1Amplitude
+	// (the square root of power).
+	Units string `json:"units,omitempty"`
+}
+
+// Sentinel-1 backscatter scales (Asset.Units).
+const (
+	S1DB        = "db"        // 10 log10(power)
+	S1Power     = "power"     // linear power ("linear" is read as this)
+	S1Amplitude = "amplitude" // sqrt(power)
+)
+
+// BaselineOffsetFrom is the first Sentinel-2 processing baseline whose L2A
+// DNs carry the +1000 offset.
+const BaselineOffsetFrom = "04.00"
+
+// BOAOffset returns what must be added to the asset's Sentinel-2 L2A
+// reflectance DNs to get reflectance x 10,000: BOAAddOffset when given,
+// else -1000 from baseline 04.00 on and 0 before it. known is false when
+// the asset says neither: the offset is then assumed to be -1000, which
+// every product ESA makes today carries (model cards' Sentinel-2 offsets
+// are written for such DNs).
+func (a Asset) BOAOffset() (offset float64, known bool) {
+	switch {
+	case a.BOAAddOffset != nil:
+		return *a.BOAAddOffset, true
+	case a.ProcessingBaseline != "":
+		if a.ProcessingBaseline < BaselineOffsetFrom { // "NN.NN" compares as text
+			return 0, true
+		}
+		return -1000, true
+	}
+	return -1000, false
+}
+
+// BackscatterUnits returns the asset's Sentinel-1 scale, S1DB when not given.
+func (a Asset) BackscatterUnits() string {
+	if a.Units == "" {
+		return S1DB
+	}
+	return a.Units
 }
 
 // BandNames returns the asset's band names: Bands for a multi-band file
@@ -68,7 +124,10 @@ func (s *Scene) Sensors() []Sensor {
 	return out
 }
 
-var sceneIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+var (
+	sceneIDPattern  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+	baselinePattern = regexp.MustCompile(`^[0-9]{2}\.[0-9]{2}$`)
+)
 
 // ValidSceneID reports whether id can name a scene, a NATS subject token
 // sequence and a file: 1–128 of [A-Za-z0-9._-], not starting or ending
@@ -219,7 +278,43 @@ func validateAssets(s *Scene, v *ValidationError) {
 			}
 			a.Hrefs = canon
 		}
+		validateRadiometry(sn, &a, field, v)
 		s.Assets[sn] = a
+	}
+}
+
+// validateRadiometry checks the fields that say how an asset's values are
+// scaled, and spells Units canonically.
+func validateRadiometry(sn Sensor, a *Asset, field string, v *ValidationError) {
+	if a.ProcessingBaseline != "" {
+		if sn != Sentinel2 {
+			v.add(field+".processing_baseline", "only Sentinel-2 (s2) assets have a processing baseline")
+		} else if !baselinePattern.MatchString(a.ProcessingBaseline) {
+			v.add(field+".processing_baseline", "want NN.NN such as \"05.10\", got %q", truncate(a.ProcessingBaseline, 20))
+		}
+	}
+	if a.BOAAddOffset != nil {
+		o := *a.BOAAddOffset
+		switch {
+		case sn != Sentinel2:
+			v.add(field+".boa_add_offset", "only Sentinel-2 (s2) assets have a BOA offset")
+		case math.IsNaN(o) || math.Abs(o) > 10000 || o != math.Trunc(o):
+			v.add(field+".boa_add_offset", "want a whole number of DNs within ±10000 (-1000 from baseline 04.00, else 0), got %v", o)
+		}
+	}
+	if a.Units != "" {
+		u := strings.ToLower(a.Units)
+		if u == "linear" {
+			u = S1Power
+		}
+		switch {
+		case sn != Sentinel1:
+			v.add(field+".units", "only Sentinel-1 (s1) assets say their units")
+		case u != S1DB && u != S1Power && u != S1Amplitude:
+			v.add(field+".units", "want db, power (linear) or amplitude, got %q", truncate(a.Units, 20))
+		default:
+			a.Units = u
+		}
 	}
 }
 

@@ -77,6 +77,14 @@ func TestParseSceneErrors(t *testing.T) {
 		{"asset wrong type", `{"id": "a", "assets": {"naip": "x.tif"}}`, []string{"assets.naip"}},
 		{"version", `{"version": 2, "id": "a", "assets": {"naip": {"href": "x.tif"}}}`, []string{"version: unsupported"}},
 		{"several at once", `{"id": "", "acquired": "x", "assets": {"s2": {"hrefs": {"B99": "x"}}}}`, []string{"id: required", "acquired", "assets.s2.hrefs.B99"}},
+		{"baseline not NN.NN", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "processing_baseline": "4.0"}}}`, []string{"assets.s2.processing_baseline", "NN.NN"}},
+		{"baseline not a string", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "processing_baseline": 4}}}`, []string{"assets.s2"}},
+		{"baseline on naip", `{"id": "a", "assets": {"naip": {"href": "x", "processing_baseline": "04.00"}}}`, []string{"assets.naip.processing_baseline", "only Sentinel-2"}},
+		{"offset not whole", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "boa_add_offset": -999.5}}}`, []string{"assets.s2.boa_add_offset", "whole number"}},
+		{"offset too large", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "boa_add_offset": 1e9}}}`, []string{"assets.s2.boa_add_offset"}},
+		{"offset on s1", `{"id": "a", "assets": {"s1": {"href": "x", "boa_add_offset": 0}}}`, []string{"assets.s1.boa_add_offset", "only Sentinel-2"}},
+		{"unknown units", `{"id": "a", "assets": {"s1": {"href": "x", "units": "dBm"}}}`, []string{"assets.s1.units", "db, power"}},
+		{"units on s2", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "units": "db"}}}`, []string{"assets.s2.units", "only Sentinel-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,6 +99,55 @@ func TestParseSceneErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), f) {
 					t.Errorf("error %q does not name %q", err, f)
 				}
+			}
+		})
+	}
+}
+
+// TestRadiometryFields reads how a scene's Sentinel-2 DNs and Sentinel-1
+// values are scaled, and what is assumed when it does not say.
+func TestRadiometryFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		s2, s1 string // extra fields of the s2 and s1 assets
+		offset float64
+		known  bool
+		units  string
+	}{
+		{"nothing said", ``, ``, -1000, false, S1DB},
+		{"old baseline", `, "processing_baseline": "02.14"`, ``, 0, true, S1DB},
+		{"baseline 04.00", `, "processing_baseline": "04.00"`, `, "units": "db"`, -1000, true, S1DB},
+		{"reprocessed", `, "processing_baseline": "05.10"`, `, "units": "Linear"`, -1000, true, S1Power},
+		{"harmonised copy", `, "processing_baseline": "05.11", "boa_add_offset": 0`, `, "units": "amplitude"`, 0, true, S1Amplitude},
+		{"offset alone", `, "boa_add_offset": -1000`, `, "units": "POWER"`, -1000, true, S1Power},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg := `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}` + tt.s2 + `}, "s1": {"href": "y"` + tt.s1 + `}}}`
+			sc, err := ParseScene([]byte(msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if off, known := sc.Assets[Sentinel2].BOAOffset(); off != tt.offset || known != tt.known {
+				t.Errorf("BOAOffset() = %v, %v; want %v, %v", off, known, tt.offset, tt.known)
+			}
+			if got := sc.Assets[Sentinel1].BackscatterUnits(); got != tt.units {
+				t.Errorf("BackscatterUnits() = %q, want %q", got, tt.units)
+			}
+			// the fields survive the trip through the queue
+			data, err := sc.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := ParseScene(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if off, known := back.Assets[Sentinel2].BOAOffset(); off != tt.offset || known != tt.known {
+				t.Errorf("after a round trip through %s: BOAOffset() = %v, %v", data, off, known)
+			}
+			if got := back.Assets[Sentinel1].BackscatterUnits(); got != tt.units {
+				t.Errorf("after a round trip: units %q", got)
 			}
 		})
 	}

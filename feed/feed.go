@@ -187,9 +187,8 @@ func (f *Feed) Pass(ctx context.Context, dry func(*mm.Scene)) (Stats, error) {
 			f.log.Info("feed: not paired", "item", p.ID, "reason", reason)
 			continue
 		}
-		sc, mosaics, missing := f.scene(p, chosen)
-		if missing != "" {
-			reason := missing + "_band_missing"
+		sc, mosaics, reason := f.scene(p, chosen)
+		if reason != "" {
 			st.Unpaired[reason]++
 			f.log.Info("feed: not paired", "item", p.ID, "reason", reason)
 			continue
@@ -237,9 +236,12 @@ type mosaic struct {
 }
 
 // scene assembles a scene: one Item's asset as it is, several Items' as
-// mosaics (one VRT per band file), best Item on top. missing names the
-// sensor whose Items do not all have the same bands ("" when they do).
-func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (sc *mm.Scene, ms []mosaic, missing string) {
+// mosaics (one VRT per band file), best Item on top. unpaired is why the
+// Items cannot make one scene ("" when they can): "<sensor>_band_missing"
+// when they do not all have the same bands, "<sensor>_radiometry_differs"
+// when their values are not on one scale (Sentinel-2 DNs with and without
+// the +1000 of baseline 04.00, Sentinel-1 in other units).
+func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (sc *mm.Scene, ms []mosaic, unpaired string) {
 	sc = &mm.Scene{ID: p.SceneID, Acquired: p.Acquired, AOI: f.cfg.AOI, Assets: map[mm.Sensor]mm.Asset{}}
 	for s, its := range chosen {
 		if len(its) == 1 {
@@ -248,7 +250,11 @@ func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (sc *mm.
 		}
 		dir := filepath.Join(f.cfg.MosaicDir, sc.ID)
 		first := its[0].Asset
-		a := mm.Asset{Bands: first.Bands}
+		a, same := sameRadiometry(its)
+		if !same {
+			return nil, nil, string(s) + "_radiometry_differs"
+		}
+		a.Bands = first.Bands
 		if first.Href != "" {
 			m := mosaic{path: filepath.Join(dir, string(s)+".vrt")}
 			for _, it := range its {
@@ -266,7 +272,7 @@ func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (sc *mm.
 					}
 				}
 				if len(m.hrefs) != len(its) {
-					return nil, nil, string(s) // a band some Items lack: no mosaic of it
+					return nil, nil, string(s) + "_band_missing" // a band some Items lack: no mosaic of it
 				}
 				a.Hrefs[band] = m.path
 				ms = append(ms, m)
@@ -286,9 +292,33 @@ func (f *Feed) writeMosaics(ms []mosaic) error {
 	return nil
 }
 
+// sameRadiometry reports whether the Items' values are on one scale, and
+// returns an asset (no hrefs) that says which: the Sentinel-2 BOA offset
+// (the baseline too when they share it), the Sentinel-1 units.
+func sameRadiometry(its []ingest.Item) (mm.Asset, bool) {
+	first := its[0].Asset
+	off, known := first.BOAOffset()
+	out := mm.Asset{ProcessingBaseline: first.ProcessingBaseline, Units: first.Units}
+	for _, it := range its[1:] {
+		o, k := it.Asset.BOAOffset()
+		if o != off || k != known || it.Asset.BackscatterUnits() != first.BackscatterUnits() {
+			return mm.Asset{}, false
+		}
+		if it.Asset.ProcessingBaseline != out.ProcessingBaseline {
+			out.ProcessingBaseline = ""
+		}
+	}
+	if known {
+		out.BOAAddOffset = &off
+	}
+	return out, true
+}
+
 // signed applies HrefQuery to an asset's hrefs.
 func (f *Feed) signed(a mm.Asset) mm.Asset {
-	out := mm.Asset{Href: f.sign(a.Href), Bands: a.Bands}
+	out := a
+	out.Href = f.sign(a.Href)
+	out.Hrefs = nil
 	if a.Hrefs != nil {
 		out.Hrefs = map[string]string{}
 		for k, v := range a.Hrefs {

@@ -140,3 +140,57 @@ func TestOneSensorAndSigning(t *testing.T) {
 		t.Errorf("with an AOI over b: %d scenes, %v", len(scenes), err)
 	}
 }
+
+// TestSceneKeepsRadiometry: a scene made of Items keeps what they say of
+// their values' scale, and Items on different scales make no mosaic.
+func TestSceneKeepsRadiometry(t *testing.T) {
+	f := New(Config{MosaicDir: t.TempDir()}, &Client{}, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	naip := item("naip", mm.NAIP, box(0, 0, 1, 1), "2023-07-15T00:00:00Z", math.NaN())
+	naip.Asset = mm.Asset{Href: "https://x/naip.tif"}
+	s2 := func(id, baseline string, applied bool) ingest.Item {
+		it := item(id, mm.Sentinel2, box(-1, -1, 2, 2), "2023-07-15T00:00:00Z", 1)
+		it.Asset = mm.Asset{Hrefs: map[string]string{"B04": "https://x/" + id + "/B04.tif"}, ProcessingBaseline: baseline}
+		if applied {
+			zero := 0.0
+			it.Asset.BOAAddOffset = &zero
+		}
+		return it
+	}
+	s1 := item("s1", mm.Sentinel1, box(-1, -1, 2, 2), "2023-07-15T00:00:00Z", math.NaN())
+	s1.Asset = mm.Asset{Hrefs: map[string]string{"VV": "https://x/vv.tif"}, Units: mm.S1Power}
+
+	sc, _, why := f.scene(naip, map[mm.Sensor][]ingest.Item{mm.NAIP: {naip}, mm.Sentinel2: {s2("old", "02.14", false)}, mm.Sentinel1: {s1}})
+	if why != "" {
+		t.Fatal(why)
+	}
+	if a := sc.Assets[mm.Sentinel2]; a.ProcessingBaseline != "02.14" {
+		t.Errorf("one Item's scene lost its baseline: %+v", a)
+	}
+	if u := sc.Assets[mm.Sentinel1].BackscatterUnits(); u != mm.S1Power {
+		t.Errorf("one Item's scene lost its units: %q", u)
+	}
+
+	// two baselines with the +1000: one mosaic, the offset said outright
+	sc, ms, why := f.scene(naip, map[mm.Sensor][]ingest.Item{mm.Sentinel2: {s2("a", "05.10", false), s2("b", "05.11", false)}})
+	if why != "" || len(ms) != 1 {
+		t.Fatalf("%q, %d mosaics", why, len(ms))
+	}
+	if off, known := sc.Assets[mm.Sentinel2].BOAOffset(); off != -1000 || !known {
+		t.Errorf("mosaic of 05.10 and 05.11: BOA offset %v, %v", off, known)
+	}
+	// Earth Search's harmonised COGs with ESA's DNs: not one scale
+	for _, pair := range [][2]ingest.Item{
+		{s2("a", "05.10", false), s2("b", "02.14", false)},
+		{s2("a", "05.11", true), s2("b", "05.11", false)},
+		{s2("a", "", false), s2("b", "05.11", false)},
+	} {
+		if _, _, why := f.scene(naip, map[mm.Sensor][]ingest.Item{mm.Sentinel2: pair[:]}); why != "s2_radiometry_differs" {
+			t.Errorf("mosaic of %+v and %+v: %q", pair[0].Asset, pair[1].Asset, why)
+		}
+	}
+	// both harmonised: the mosaic says offset 0
+	sc, _, why = f.scene(naip, map[mm.Sensor][]ingest.Item{mm.Sentinel2: {s2("a", "05.11", true), s2("b", "05.09", true)}})
+	if off, known := sc.Assets[mm.Sentinel2].BOAOffset(); why != "" || off != 0 || !known {
+		t.Errorf("mosaic of harmonised Items: %q, offset %v, %v", why, off, known)
+	}
+}

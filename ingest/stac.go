@@ -242,7 +242,50 @@ func (it *stacItem) s2Asset() (mm.Asset, error) {
 	if len(a.Hrefs) == 0 {
 		return mm.Asset{}, errors.New("assets: no Sentinel-2 band assets (B02… or blue…)")
 	}
+	a.ProcessingBaseline = it.s2Baseline()
+	// Earth Search removed the +1000 of baseline 04.00 from the COGs it
+	// made (its raster:bands offset of -0.1 notwithstanding); false says
+	// nothing more than the baseline does
+	for _, k := range []string{"earthsearch:boa_offset_applied", "sentinel:boa_offset_applied"} {
+		if applied, ok := it.propBool(k); ok && applied {
+			zero := 0.0
+			a.BOAAddOffset = &zero
+		}
+	}
 	return a, nil
+}
+
+var (
+	// the baseline in a product name (…_N0214_…) or a granule or
+	// datatake id (…_N05.10)
+	productBaseline = regexp.MustCompile(`_N([0-9]{2})\.?([0-9]{2})(?:_|$)`)
+	itemBaseline    = regexp.MustCompile(`^[0-9]{2}\.[0-9]{2}$`)
+)
+
+// s2Baseline is the Item's processing baseline ("NN.NN"): from
+// s2:processing_baseline (Planetary Computer, Earth Search v1) or
+// sentinel:processing_baseline (Earth Search v0), else from the product or
+// granule name it gives; "" when nothing says.
+func (it *stacItem) s2Baseline() string {
+	for _, k := range []string{"s2:processing_baseline", "sentinel:processing_baseline"} {
+		if b := it.prop(k); itemBaseline.MatchString(b) {
+			return b
+		}
+	}
+	for _, k := range []string{"s2:product_uri", "sentinel:product_id", "s2:granule_id", "s2:datatake_id", "s2:tile_id"} {
+		if m := productBaseline.FindStringSubmatch(it.prop(k)); m != nil {
+			return m[1] + "." + m[2]
+		}
+	}
+	return ""
+}
+
+func (it *stacItem) propBool(key string) (v, ok bool) {
+	raw, have := it.Properties[key]
+	if !have {
+		return false, false
+	}
+	return v, json.Unmarshal(raw, &v) == nil
 }
 
 func (it *stacItem) s1Asset() (mm.Asset, error) {
@@ -254,6 +297,11 @@ func (it *stacItem) s1Asset() (mm.Asset, error) {
 	}
 	if len(a.Hrefs) == 0 {
 		return mm.Asset{}, errors.New("assets: no Sentinel-1 polarisation assets (vv, vh, hh, hv)")
+	}
+	// radiometrically terrain-corrected products (Planetary Computer's
+	// sentinel-1-rtc) hold gamma0 as linear power
+	if strings.Contains(strings.ToLower(it.Collection), "rtc") {
+		a.Units = mm.S1Power
 	}
 	return a, nil
 }

@@ -86,6 +86,57 @@ func TestSTACItemsMapToScenes(t *testing.T) {
 	}
 }
 
+// TestSTACItemRadiometry reads from real Items whether their Sentinel-2
+// DNs carry the +1000 of processing baseline 04.00, and the scale of their
+// Sentinel-1 values. Each case names what in the Item says so.
+func TestSTACItemRadiometry(t *testing.T) {
+	tests := []struct {
+		file     string
+		baseline string
+		offset   float64
+		units    string
+	}{
+		// sentinel:product_id S2A_MSIL2A_20200714T115221_N0214_…
+		{"earthsearch-v0_sentinel-s2-l2a-cogs_S2A_28QCH_20200714_0_L2A.json", "02.14", 0, ""},
+		// sentinel:processing_baseline 05.11, sentinel:boa_offset_applied
+		{"earthsearch-v0_sentinel-s2-l2a-cogs_S2B_20EPT_20250731_0_L2A.json", "05.11", 0, ""},
+		// s2:processing_baseline 05.09, earthsearch:boa_offset_applied
+		{"earthsearch-v1_sentinel-2-l2a_S2A_13TDE_20231008_0_L2A.json", "05.09", 0, ""},
+		{"earthsearch-v1_sentinel-2-l2a_S2B_24MUV_20250731_0_L2A.json", "05.11", 0, ""},
+		// Collection 1 keeps ESA's DNs: s2:processing_baseline 05.11 alone
+		{"earthsearch-v1_sentinel-2-c1-l2a_S2B_T24MUV_20250731T130245_L2A.json", "05.11", -1000, ""},
+		{"pc_sentinel-2-l2a_S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json", "02.12", 0, ""},
+		{"pc_sentinel-2-l2a_S2B_MSIL2A_20240419T095549_R122_T47XMJ_20240419T122756.json", "05.10", -1000, ""},
+		{"pc_sentinel-1-rtc_S1A_IW_GRDH_1SDV_20240419T045839_20240419T045904_053498_067DF2_rtc.json", "", 0, mm.S1Power},
+		{"earthsearch-v1_sentinel-1-grd_S1A_IW_GRDH_1SSH_20250731T135608_20250731T135637_060328_077F7E.json", "", 0, mm.S1DB},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			data, err := os.ReadFile(testenv.RealData(t, filepath.Join("stac", tt.file)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := ParseSTACItem(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.units != "" {
+				if got := sc.Assets[mm.Sentinel1].BackscatterUnits(); got != tt.units {
+					t.Errorf("units = %q, want %q", got, tt.units)
+				}
+				return
+			}
+			a := sc.Assets[mm.Sentinel2]
+			if a.ProcessingBaseline != tt.baseline {
+				t.Errorf("processing baseline = %q, want %q", a.ProcessingBaseline, tt.baseline)
+			}
+			if off, known := a.BOAOffset(); off != tt.offset || !known {
+				t.Errorf("BOAOffset() = %v, %v; want %v, true", off, known, tt.offset)
+			}
+		})
+	}
+}
+
 func TestSTACItemCollections(t *testing.T) {
 	tests := []struct {
 		file    string

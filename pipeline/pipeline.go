@@ -139,6 +139,28 @@ func Sensors(sc *mm.Scene, card *model.Card) []mm.Sensor {
 	return sensors
 }
 
+// Assumptions says what the scene leaves unsaid that the card's chips
+// depend on, and what is assumed for it: today, whether its Sentinel-2
+// DNs carry the +1000 of processing baseline 04.00.
+func Assumptions(sc *mm.Scene, card *model.Card) []string {
+	a, ok := sc.Assets[mm.Sentinel2]
+	if !ok {
+		return nil
+	}
+	if _, known := a.BOAOffset(); known {
+		return nil
+	}
+	for _, in := range card.Chip.Inputs {
+		for _, b := range in.Bands {
+			if b.Sensor == mm.Sentinel2 && !mm.IsClassBand(b.Sensor, b.Band) {
+				return []string{"assets.s2 gives neither processing_baseline nor boa_add_offset: its DNs are taken to " +
+					"carry the +1000 of processing baseline 04.00 (give processing_baseline for older products)"}
+			}
+		}
+	}
+	return nil
+}
+
 // item is a chip on its way to the scorer, or a cutter's word that its
 // share of the grid is cut.
 type item struct {

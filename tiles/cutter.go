@@ -60,6 +60,7 @@ type Cutter struct {
 	near         map[mm.ChipID][4]float64  // EachOf's groups of nearby off-lattice chips: the window each shares
 	chip         map[blockKey][]float32    // the last chip's values per raster, resampling and size (reused)
 	invalid      []bool                    // per pixel of an input: some band has no data (reused)
+	db           []float32                 // a Sentinel-1 band turned into dB (reused)
 	col0         int                       // the grid's first column and row: blocks count from there
 	row0         int
 }
@@ -117,6 +118,7 @@ func (b *warpedBlock) offset(chip [4]float64, pixel float64) (ox, oy int, ok boo
 
 type inputPlan struct {
 	spec  mm.InputSpec
+	bands []mm.BandSpec // spec.Bands, their offsets fitted to the scene (see sceneBand)
 	reads []rasterRead
 }
 
@@ -124,6 +126,7 @@ type inputPlan struct {
 type rasterRead struct {
 	raster     *ingest.Raster
 	resampling string
+	toDB       string // Sentinel-1 values to turn into dB after the warp: mm.S1Power or mm.S1Amplitude; "" when in dB
 	slots      []bandSlot
 }
 
@@ -185,6 +188,9 @@ func (c *Cutter) planInput(i int, in mm.InputSpec) (inputPlan, error) {
 	}
 	plan := inputPlan{spec: in}
 	target := float64(c.grid.FootprintM) / float64(in.Size)
+	for _, b := range in.Bands {
+		plan.bands = append(plan.bands, c.sceneBand(b))
+	}
 	for ch, b := range in.Bands {
 		r, idx, ok := c.src.Band(b.Sensor, b.Band)
 		if !ok {
@@ -196,12 +202,37 @@ func (c *Cutter) planInput(i int, in mm.InputSpec) (inputPlan, error) {
 			if err != nil {
 				return inputPlan{}, err
 			}
-			plan.reads = append(plan.reads, rasterRead{raster: r, resampling: alg})
+			rr := rasterRead{raster: r, resampling: alg}
+			if b.Sensor == mm.Sentinel1 {
+				if u := c.src.Scene.Assets[mm.Sentinel1].BackscatterUnits(); u != mm.S1DB {
+					rr.toDB = u
+				}
+			}
+			plan.reads = append(plan.reads, rr)
 			k = len(plan.reads) - 1
 		}
 		plan.reads[k].slots = append(plan.reads[k].slots, bandSlot{fileBand: idx - 1, channel: ch})
 	}
 	return plan, nil
+}
+
+// CardBOAOffset is the BOA_ADD_OFFSET that model cards' Sentinel-2 scale
+// and offset are written for: DNs as ESA distributes them from processing
+// baseline 04.00 on (reflectance x 10,000 + 1000).
+const CardBOAOffset = -1000
+
+// sceneBand is b with its offset fitted to the scene: a Sentinel-2
+// reflectance band of a scene whose DNs lack the +1000 of baseline 04.00
+// (mm.Asset.BOAOffset 0: older products, harmonised copies) gets
+// (its BOA offset - CardBOAOffset) x scale added, so a value becomes what
+// the card expects of the same reflectance.
+func (c *Cutter) sceneBand(b mm.BandSpec) mm.BandSpec {
+	if b.Sensor != mm.Sentinel2 || mm.IsClassBand(b.Sensor, b.Band) {
+		return b
+	}
+	boa, _ := c.src.Scene.Assets[mm.Sentinel2].BOAOffset()
+	b.Offset += (boa - CardBOAOffset) * b.Scale
+	return b
 }
 
 // resampling picks nearest for class bands, average when the chip's pixels
@@ -299,10 +330,14 @@ func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm
 		for _, s := range rd.slots {
 			src := vals[s.fileBand*n : (s.fileBand+1)*n]
 			dst := t.Data[s.channel*n : (s.channel+1)*n]
-			normalize(in.Bands[s.channel], src, dst, invalid)
-			if t.Raw != nil {
+			if t.Raw != nil { // as the file has them
 				copy(t.Raw[s.channel*n:(s.channel+1)*n], src)
 			}
+			if rd.toDB != "" {
+				c.db = toDecibels(rd.toDB, src, c.db)
+				src = c.db
+			}
+			normalize(plan.bands[s.channel], src, dst, invalid)
 		}
 	}
 	validPx := n

@@ -58,6 +58,8 @@ func runFixtures(ctx context.Context, cfg configs.Config, args []string, stdout,
 	seed := fs.Uint64("seed", 1, "random seed")
 	id := fs.String("id", "", "scene id (default derived from the centre)")
 	noCloud := fs.Bool("no-cloud", false, "leave the sky clear")
+	baseline := fs.String("s2-baseline", mm.BaselineOffsetFrom, "Sentinel-2 processing baseline of the DNs (before 04.00: without the +1000 offset)")
+	s1Units := fs.String("s1-units", mm.S1DB, "Sentinel-1 values in db, power or amplitude")
 	empty := fs.Bool("empty", false, "plant no facility (a scene for false-alarm checks)")
 	dataset := fs.Int("dataset", 0, "write N training locations in METER-ML's layout instead of one scene")
 	var plants plantFlags
@@ -80,7 +82,7 @@ func runFixtures(ctx context.Context, cfg configs.Config, args []string, stdout,
 	if err != nil {
 		return usagef("fixtures: --center: %v", err)
 	}
-	opts := fixtures.Options{ID: *id, Center: c, SizeKM: *size, Seed: *seed, NoCloud: *noCloud}
+	opts := fixtures.Options{ID: *id, Center: c, SizeKM: *size, Seed: *seed, NoCloud: *noCloud, S2Baseline: *baseline, S1Units: *s1Units}
 	switch {
 	case *empty && len(plants) > 0:
 		return usagef("fixtures: --empty and --plant exclude each other")

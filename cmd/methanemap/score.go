@@ -106,6 +106,9 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	opts := pipeline.Options{Stride: *stride, Threshold: *threshold, Cutters: *cutters, NoProbes: *noProbes, AOI: aoi,
 		Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Progress: prog}
 	for _, sc := range scenes {
+		for _, note := range pipeline.Assumptions(sc, m.Card) {
+			log.Warn(note, "scene", sc.ID)
+		}
 		res, err := pipeline.Run(ctx, sc, scorer, opts)
 		if err != nil {
 			if ctx.Err() != nil {

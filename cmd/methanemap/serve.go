@@ -115,6 +115,9 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	process := func(ctx context.Context, sc *mm.Scene, progress func(int, int)) ([]mm.Detection, []mm.Site, error) {
 		o := opts
 		o.Progress = newEventProgress(progress, 5*time.Second)
+		for _, note := range pipeline.Assumptions(sc, scorer.Model.Card) {
+			log.Warn(note, "scene", sc.ID)
+		}
 		res, err := pipeline.Run(ctx, sc, scorer, o)
 		if err != nil {
 			return nil, nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -277,7 +278,15 @@ func (w *Worker) giveUp(ctx context.Context, msg jetstream.Msg, scene string, de
 	msg.TermWithReason(truncate(reason, 200))
 }
 
-// publish sends every detection and site with its id as Nats-Msg-Id.
+// SiteMsgID is a site's Nats-Msg-Id: its id, which names the place
+// ("<class>/<first chip>") and so comes again in every scene over it,
+// and the scenes it was seen in. A scene processed again publishes the
+// same ids; another scene over the same place is not taken for a
+// duplicate.
+func SiteMsgID(s mm.Site) string { return s.ID + "@" + strings.Join(s.Scenes, "+") }
+
+// publish sends every detection with its id as Nats-Msg-Id, and every
+// site with SiteMsgID.
 func (w *Worker) publish(ctx context.Context, dets []mm.Detection, sites []mm.Site) error {
 	for _, d := range dets {
 		data, err := publisher.Feature(d).MarshalJSON()
@@ -293,7 +302,7 @@ func (w *Worker) publish(ctx context.Context, dets []mm.Detection, sites []mm.Si
 		if err != nil {
 			return err
 		}
-		if err := w.publishRetry(ctx, w.cfg.sites(string(s.Class)), data, s.ID); err != nil {
+		if err := w.publishRetry(ctx, w.cfg.sites(string(s.Class)), data, SiteMsgID(s)); err != nil {
 			return fmt.Errorf("worker: publish site %s: %w", s.ID, err)
 		}
 	}

@@ -188,6 +188,36 @@ func TestWorkerEndToEnd(t *testing.T) {
 	if again := messages(t, js, DetectionsStream, "methanemap.detections.>"); len(again) != len(dets) {
 		t.Errorf("re-publishing the scene's detections: %d on the stream, was %d", len(again), len(dets))
 	}
+	if again := messages(t, js, DetectionsStream, "methanemap.sites.cafo"); len(again) != len(sites) {
+		t.Errorf("re-publishing the scene's sites: %d on the stream, was %d", len(again), len(sites))
+	}
+	// another scene over the same place, at once: its sites have the same
+	// ids (the place's), and are published all the same
+	other := *res.Scene
+	other.ID = "worker-test-2"
+	d2, s2, err := processor(t)(ctx, &other, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.publish(ctx, d2, s2); err != nil {
+		t.Fatal(err)
+	}
+	cafo2 := 0
+	for _, st := range s2 {
+		if st.Class == mm.CAFO {
+			cafo2++
+		}
+	}
+	after := messages(t, js, DetectionsStream, "methanemap.sites.cafo")
+	if cafo2 == 0 || len(after) != len(sites)+cafo2 {
+		t.Fatalf("a second scene's %d cafo sites: %d on the stream, was %d", cafo2, len(after), len(sites))
+	}
+	var first, second map[string]any
+	json.Unmarshal(after[0].Data(), &first)
+	json.Unmarshal(after[len(after)-1].Data(), &second)
+	if first["id"] != second["id"] {
+		t.Errorf("the same place's site has ids %v and %v in two scenes", first["id"], second["id"])
+	}
 }
 
 // lastEvent is the newest event of a scene, or the zero Event.

@@ -323,3 +323,65 @@ func probesAround(grid *Grid, mid mm.ChipID) []mm.ChipID {
 	}
 	return ids
 }
+
+// TestCloudFractionMatchesGDAL counts the cloud classes in what gdalwarp
+// -r near makes of SCL on each chip's cloud grid (10 m): the chip's cloud
+// fraction must be that share, for the demo card's 72 px chips and for
+// METER-ML's 720 px, whose fraction is counted on the same 10 m grid.
+func TestCloudFractionMatchesGDAL(t *testing.T) {
+	_, card, src, grid := fixtureGrid(t)
+	scl, idx, ok := src.Band(mm.Sentinel2, "SCL")
+	if !ok {
+		t.Fatal("the fixture has no SCL")
+	}
+	big := card.Chip
+	big.Inputs = []mm.InputSpec{card.Chip.Inputs[0]}
+	big.Inputs[0].Size = 720
+	cloudy := 0
+	for _, spec := range []mm.ChipSpec{card.Chip, big} {
+		if got := CloudGrid(spec); got != 72 {
+			t.Fatalf("cloud grid of %d px chips: %d px, want 72 (10 m)", spec.Inputs[0].Size, got)
+		}
+		c, err := NewCutter(src, grid, spec, CutOptions{MinValid: 0.01, MaxCloud: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for k, id := range grid.Chips {
+			if spec.Inputs[0].Size == 720 && k%3 != 0 {
+				continue // a third of them: 720 px chips are slow to cut
+			}
+			chip, _, err := c.Cut(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(chip.Inputs) == 0 {
+				continue // skipped unread
+			}
+			vals := gdalwarpChip(t, scl.Path, idx, c.Window(id, 72), ingest.Nearest)
+			valid, cloud := 0, 0
+			for _, v := range vals {
+				if math.IsNaN(float64(v)) || v == 0 {
+					continue
+				}
+				valid++
+				if slices.Contains(CloudClasses, int(v)) {
+					cloud++
+				}
+			}
+			want := 0.0
+			if valid > 0 {
+				want = float64(cloud) / float64(valid)
+			}
+			if chip.CloudFraction != want {
+				t.Errorf("%d px chip %s: cloud fraction %v, gdalwarp's SCL gives %d of %d = %v", spec.Inputs[0].Size, id, chip.CloudFraction, cloud, valid, want)
+			}
+			if want > 0 && want < 1 {
+				cloudy++
+			}
+		}
+	}
+	if cloudy < 2 {
+		t.Errorf("only %d chips partly cloudy: the test cannot tell the fractions apart", cloudy)
+	}
+}

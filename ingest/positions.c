@@ -265,12 +265,23 @@ void mm_warp_free(mmWarp *wp) {
 	free(wp);
 }
 
-// latticeStep is the lattice's spacing in window pixels. Bilinear
-// interpolation is exact for the constant, linear and cross terms of the
-// reprojection; its error comes from the curvature, ~step^2/8 times the
-// second derivative: from UTM to lon/lat at 45 degrees, ~1e-5 of a 10 m
-// pixel at 8 pixels; between two UTM zones' datums far less.
-#define latticeStep 8
+// lattice_step is the lattice's spacing in window pixels for a window
+// pixel of size pixel (window CRS units, metres for the grids' UTM).
+// Bilinear interpolation is exact for the constant, linear and cross terms
+// of the reprojection; its error comes from the curvature, ~(step x
+// pixel)^2/8 times the second derivative, so in window pixels it goes
+// with step^2 x pixel: from UTM to lon/lat at 45 degrees, ~1e-5 of a 10 m
+// pixel at 8 pixels. The step keeps step^2 x pixel at most that of 8
+// pixels of 10 m (8 pixels at 10 m and coarser, 25 at 1 m, 32 at most):
+// METER-ML's 1 m windows reproject ten times fewer nodes for the same
+// error. It depends on the pixel alone, so a window's lattice is the same
+// whatever the window.
+static int lattice_step(double pixel) {
+	if (!(pixel > 0) || pixel >= 10)
+		return 8;
+	int s = (int)floor(8 * sqrt(10 / pixel));
+	return s > 32 ? 32 : s < 8 ? 8 : s;
+}
 // latticeTolerance is the largest error (in window pixels) a cell's
 // interpolation may have at its centre, where it is largest for a smooth
 // reprojection; cells beyond it (near a pole, across the antimeridian)
@@ -313,7 +324,8 @@ mmPositions *mm_positions_new(const char *key, const double *wgt, int w, int h, 
 	// nodes at whole multiples of step from the CRS's origin, whatever the
 	// window: a point's position then does not depend on the window it is
 	// warped in. One node beyond the window on every side.
-	p->step = latticeStep * gt[1];
+	const int stepPx = lattice_step(gt[1]);
+	p->step = stepPx * gt[1];
 	p->rstep = 1 / p->step;
 	double minX = gt[0], maxX = gt[0] + w * gt[1], maxY = gt[3], minY = gt[3] + h * gt[5];
 	p->i0 = (long)floor(minX / p->step) - 1;
@@ -354,7 +366,7 @@ mmPositions *mm_positions_new(const char *key, const double *wgt, int w, int h, 
 	}
 	// a cell holds where its four nodes and its centre transformed and the
 	// centre's interpolation is within the tolerance (in window pixels:
-	// the cell's sides span latticeStep of them)
+	// the cell's sides span stepPx of them)
 	for (int j = 0; j + 1 < p->ny; j++)
 		for (int i = 0; i + 1 < p->nx; i++) {
 			size_t k = (size_t)j * p->nx + i, c = (size_t)j * (p->nx - 1) + i;
@@ -363,8 +375,8 @@ mmPositions *mm_positions_new(const char *key, const double *wgt, int w, int h, 
 			if (good) {
 				double ix = (p->gx[k] + p->gx[k10] + p->gx[k01] + p->gx[k11]) / 4;
 				double iy = (p->gy[k] + p->gy[k10] + p->gy[k01] + p->gy[k11]) / 4;
-				double sx = hypot(p->gx[k10] - p->gx[k], p->gy[k10] - p->gy[k]) / latticeStep;
-				double sy = hypot(p->gx[k01] - p->gx[k], p->gy[k01] - p->gy[k]) / latticeStep;
+				double sx = hypot(p->gx[k10] - p->gx[k], p->gy[k10] - p->gy[k]) / stepPx;
+				double sy = hypot(p->gx[k01] - p->gx[k], p->gy[k01] - p->gy[k]) / stepPx;
 				double e = hypot(ix - cx[c], iy - cy[c]);
 				double px = fmin(sx, sy); // a window pixel's size in the source CRS
 				good = px > 0 && isfinite(e) && e <= latticeTolerance * px;

@@ -11,6 +11,16 @@ import (
 	"github.com/methanemap/methanemap/internal/testenv"
 )
 
+// realItem reads a real STAC document of ../shared/realdata/stac.
+func realItem(t *testing.T, file string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(testenv.RealData(t, filepath.Join("stac", file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func TestSTACItemsMapToScenes(t *testing.T) {
 	allS2 := []string{"B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12", "B8A", "SCL"}
 	tests := []struct {
@@ -36,10 +46,7 @@ func TestSTACItemsMapToScenes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			data, err := os.ReadFile(testenv.RealData(t, filepath.Join("stac", tt.file)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := realItem(t, tt.file)
 			scenes, err := ParseMessage(data)
 			if err != nil {
 				t.Fatal(err)
@@ -112,10 +119,7 @@ func TestSTACItemRadiometry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			data, err := os.ReadFile(testenv.RealData(t, filepath.Join("stac", tt.file)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := realItem(t, tt.file)
 			sc, err := ParseSTACItem(data)
 			if err != nil {
 				t.Fatal(err)
@@ -150,10 +154,7 @@ func TestSTACItemCollections(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			data, err := os.ReadFile(testenv.RealData(t, filepath.Join("stac", tt.file)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := realItem(t, tt.file)
 			scenes, err := ParseMessage(data)
 			if len(scenes) != tt.scenes {
 				t.Fatalf("got %d scenes, want %d (err %v)", len(scenes), tt.scenes, err)

@@ -56,8 +56,9 @@ type Asset struct {
 	BOAAddOffset *float64 `json:"boa_add_offset,omitempty"`
 	// Units (Sentinel-1 only) is the scale of the backscatter values:
 	// S1DB (the default), S1Power (linear power, as RTC products such as
-	// Planetary Computer's sentinel-1-rtc give gamma0) or S1Amplitude
-	// (the square root of power).
+	// Planetary Computer's sentinel-1-rtc give gamma0), S1Amplitude (the
+	// square root of power), or S1DN (uncalibrated GRD digital numbers,
+	// which ingest refuses to read).
 	Units string `json:"units,omitempty"`
 }
 
@@ -66,11 +67,18 @@ const (
 	S1DB        = "db"        // 10 log10(power)
 	S1Power     = "power"     // linear power ("linear" is read as this)
 	S1Amplitude = "amplitude" // sqrt(power)
+	// S1DN is uncalibrated digital numbers, as ESA's GRD products hold
+	// them (in radar geometry): no backscatter a model can read.
+	S1DN = "dn"
 )
 
 // BaselineOffsetFrom is the first Sentinel-2 processing baseline whose L2A
-// DNs carry the +1000 offset.
-const BaselineOffsetFrom = "04.00"
+// DNs carry the +1000 offset, and BOAOffset04 the BOA_ADD_OFFSET that
+// takes it away.
+const (
+	BaselineOffsetFrom = "04.00"
+	BOAOffset04        = -1000
+)
 
 // BOAOffset returns what must be added to the asset's Sentinel-2 L2A
 // reflectance DNs to get reflectance x 10,000: BOAAddOffset when given,
@@ -86,9 +94,9 @@ func (a Asset) BOAOffset() (offset float64, known bool) {
 		if a.ProcessingBaseline < BaselineOffsetFrom { // "NN.NN" compares as text
 			return 0, true
 		}
-		return -1000, true
+		return BOAOffset04, true
 	}
-	return -1000, false
+	return BOAOffset04, false
 }
 
 // BackscatterUnits returns the asset's Sentinel-1 scale, S1DB when not given.
@@ -298,8 +306,8 @@ func validateRadiometry(sn Sensor, a *Asset, field string, v *ValidationError) {
 		switch {
 		case sn != Sentinel2:
 			v.add(field+".boa_add_offset", "only Sentinel-2 (s2) assets have a BOA offset")
-		case math.IsNaN(o) || math.Abs(o) > 10000 || o != math.Trunc(o):
-			v.add(field+".boa_add_offset", "want a whole number of DNs within ±10000 (-1000 from baseline 04.00, else 0), got %v", o)
+		case math.IsNaN(o) || o > 0 || o < -10000 || o != math.Trunc(o):
+			v.add(field+".boa_add_offset", "want what is added to the DNs, a whole number from -10000 to 0 (-1000 from baseline 04.00, else 0), got %v", o)
 		}
 	}
 	if a.Units != "" {
@@ -310,8 +318,8 @@ func validateRadiometry(sn Sensor, a *Asset, field string, v *ValidationError) {
 		switch {
 		case sn != Sentinel1:
 			v.add(field+".units", "only Sentinel-1 (s1) assets say their units")
-		case u != S1DB && u != S1Power && u != S1Amplitude:
-			v.add(field+".units", "want db, power (linear) or amplitude, got %q", truncate(a.Units, 20))
+		case u != S1DB && u != S1Power && u != S1Amplitude && u != S1DN:
+			v.add(field+".units", "want db, power (linear), amplitude or dn, got %q", truncate(a.Units, 20))
 		default:
 			a.Units = u
 		}

@@ -81,9 +81,10 @@ func TestParseSceneErrors(t *testing.T) {
 		{"baseline not a string", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "processing_baseline": 4}}}`, []string{"assets.s2"}},
 		{"baseline on naip", `{"id": "a", "assets": {"naip": {"href": "x", "processing_baseline": "04.00"}}}`, []string{"assets.naip.processing_baseline", "only Sentinel-2"}},
 		{"offset not whole", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "boa_add_offset": -999.5}}}`, []string{"assets.s2.boa_add_offset", "whole number"}},
-		{"offset too large", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "boa_add_offset": 1e9}}}`, []string{"assets.s2.boa_add_offset"}},
+		{"offset too large", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "boa_add_offset": -1e9}}}`, []string{"assets.s2.boa_add_offset"}},
+		{"offset the wrong way", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "boa_add_offset": 1000}}}`, []string{"assets.s2.boa_add_offset", "-10000 to 0"}},
 		{"offset on s1", `{"id": "a", "assets": {"s1": {"href": "x", "boa_add_offset": 0}}}`, []string{"assets.s1.boa_add_offset", "only Sentinel-2"}},
-		{"unknown units", `{"id": "a", "assets": {"s1": {"href": "x", "units": "dBm"}}}`, []string{"assets.s1.units", "db, power"}},
+		{"unknown units", `{"id": "a", "assets": {"s1": {"href": "x", "units": "dBm"}}}`, []string{"assets.s1.units", "db, power (linear), amplitude or dn"}},
 		{"units on s2", `{"id": "a", "assets": {"s2": {"hrefs": {"B04": "x"}, "units": "db"}}}`, []string{"assets.s2.units", "only Sentinel-1"}},
 	}
 	for _, tt := range tests {

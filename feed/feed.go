@@ -240,10 +240,14 @@ type mosaic struct {
 // Items cannot make one scene ("" when they can): "<sensor>_band_missing"
 // when they do not all have the same bands, "<sensor>_radiometry_differs"
 // when their values are not on one scale (Sentinel-2 DNs with and without
-// the +1000 of baseline 04.00, Sentinel-1 in other units).
+// the +1000 of baseline 04.00, Sentinel-1 in other units),
+// "s1_uncalibrated" for Sentinel-1 GRD numbers.
 func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (sc *mm.Scene, ms []mosaic, unpaired string) {
 	sc = &mm.Scene{ID: p.SceneID, Acquired: p.Acquired, AOI: f.cfg.AOI, Assets: map[mm.Sensor]mm.Asset{}}
 	for s, its := range chosen {
+		if s == mm.Sentinel1 && its[0].Asset.BackscatterUnits() == mm.S1DN {
+			return nil, nil, string(s) + "_uncalibrated" // GRD numbers: ingest refuses them
+		}
 		if len(its) == 1 {
 			sc.Assets[s] = f.signed(its[0].Asset)
 			continue
@@ -292,24 +296,29 @@ func (f *Feed) writeMosaics(ms []mosaic) error {
 	return nil
 }
 
-// sameRadiometry reports whether the Items' values are on one scale, and
-// returns an asset (no hrefs) that says which: the Sentinel-2 BOA offset
-// (the baseline too when they share it), the Sentinel-1 units.
+// sameRadiometry reports whether the Items' values are on one scale (an
+// Item that does not say its Sentinel-2 offset counts as the offset it is
+// assumed to have), and returns an asset (no hrefs) that says which: the
+// Sentinel-2 BOA offset when every Item says it (the baseline too when
+// they share it), the Sentinel-1 units.
 func sameRadiometry(its []ingest.Item) (mm.Asset, bool) {
 	first := its[0].Asset
 	off, known := first.BOAOffset()
 	out := mm.Asset{ProcessingBaseline: first.ProcessingBaseline, Units: first.Units}
 	for _, it := range its[1:] {
 		o, k := it.Asset.BOAOffset()
-		if o != off || k != known || it.Asset.BackscatterUnits() != first.BackscatterUnits() {
+		if o != off || it.Asset.BackscatterUnits() != first.BackscatterUnits() {
 			return mm.Asset{}, false
 		}
+		known = known && k
 		if it.Asset.ProcessingBaseline != out.ProcessingBaseline {
 			out.ProcessingBaseline = ""
 		}
 	}
 	if known {
 		out.BOAAddOffset = &off
+	} else {
+		out.ProcessingBaseline = "" // a mosaic not all of whose Items say: the scene says nothing
 	}
 	return out, true
 }

@@ -182,11 +182,23 @@ func TestSceneKeepsRadiometry(t *testing.T) {
 	for _, pair := range [][2]ingest.Item{
 		{s2("a", "05.10", false), s2("b", "02.14", false)},
 		{s2("a", "05.11", true), s2("b", "05.11", false)},
-		{s2("a", "", false), s2("b", "05.11", false)},
+		{s2("a", "", false), s2("b", "02.14", false)}, // unsaid: taken as 04.00's
 	} {
 		if _, _, why := f.scene(naip, map[mm.Sensor][]ingest.Item{mm.Sentinel2: pair[:]}); why != "s2_radiometry_differs" {
 			t.Errorf("mosaic of %+v and %+v: %q", pair[0].Asset, pair[1].Asset, why)
 		}
+	}
+	// one unsaid beside a 05.10: one scale, and the scene says nothing
+	// (the warning is due)
+	sc, _, why = f.scene(naip, map[mm.Sensor][]ingest.Item{mm.Sentinel2: {s2("a", "", false), s2("b", "05.10", false)}})
+	if off, known := sc.Assets[mm.Sentinel2].BOAOffset(); why != "" || off != -1000 || known {
+		t.Errorf("mosaic of an unsaid Item and a 05.10 one: %q, offset %v, known %v", why, off, known)
+	}
+	// GRD numbers make no scene
+	grd := s1
+	grd.Asset.Units = mm.S1DN
+	if _, _, why := f.scene(naip, map[mm.Sensor][]ingest.Item{mm.Sentinel1: {grd}}); why != "s1_uncalibrated" {
+		t.Errorf("a GRD Item: %q", why)
 	}
 	// both harmonised: the mosaic says offset 0
 	sc, _, why = f.scene(naip, map[mm.Sensor][]ingest.Item{mm.Sentinel2: {s2("a", "05.11", true), s2("b", "05.09", true)}})

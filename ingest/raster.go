@@ -86,6 +86,10 @@ func Open(ctx context.Context, sc *mm.Scene, opts Options) (*Source, error) {
 
 func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset, allow []string) error {
 	field := "assets." + string(sn)
+	if sn == mm.Sentinel1 && a.BackscatterUnits() == mm.S1DN {
+		return mm.Permanentf("%s.units: dn: uncalibrated GRD digital numbers in radar geometry are no backscatter to score; "+
+			"give calibrated, terrain-corrected values (dB, power or amplitude), such as Planetary Computer's sentinel-1-rtc", field)
+	}
 	if a.Href != "" {
 		if err := Allowed(a.Href, allow); err != nil {
 			return fieldErr(field+".href", a.Href, err)

@@ -106,6 +106,8 @@ func TestOpenBadInput(t *testing.T) {
 		{"absurd dimensions (TIFF header)", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: hugeTIFF}}), []string{"huge.tif", "not a readable raster"}},
 		{"unsupported scheme", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: "ftp://example.com/a.tif"}}), []string{"assets.naip.href", "unsupported scheme"}},
 		{"sensor not in scene", &mm.Scene{ID: "t", Assets: map[mm.Sensor]mm.Asset{}}, []string{"assets.s1"}},
+		// a readable file, refused for what its values are
+		{"uncalibrated GRD numbers", scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: float1, Units: mm.S1DN}}), []string{"assets.s1.units", "uncalibrated", "sentinel-1-rtc"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

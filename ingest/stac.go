@@ -285,7 +285,10 @@ func (it *stacItem) propBool(key string) (v, ok bool) {
 	if !have {
 		return false, false
 	}
-	return v, json.Unmarshal(raw, &v) == nil
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false, false
+	}
+	return v, true
 }
 
 func (it *stacItem) s1Asset() (mm.Asset, error) {
@@ -299,9 +302,14 @@ func (it *stacItem) s1Asset() (mm.Asset, error) {
 		return mm.Asset{}, errors.New("assets: no Sentinel-1 polarisation assets (vv, vh, hh, hv)")
 	}
 	// radiometrically terrain-corrected products (Planetary Computer's
-	// sentinel-1-rtc) hold gamma0 as linear power
-	if strings.Contains(strings.ToLower(it.Collection), "rtc") {
+	// sentinel-1-rtc) hold gamma0 as linear power; GRD collections
+	// (Earth Search's and Planetary Computer's sentinel-1-grd) ESA's
+	// uncalibrated digital numbers in radar geometry
+	switch c := strings.ToLower(it.Collection); {
+	case strings.Contains(c, "rtc"):
 		a.Units = mm.S1Power
+	case strings.Contains(c, "grd"):
+		a.Units = mm.S1DN
 	}
 	return a, nil
 }

@@ -115,7 +115,8 @@ func TestSTACItemRadiometry(t *testing.T) {
 		{"pc_sentinel-2-l2a_S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json", "02.12", 0, ""},
 		{"pc_sentinel-2-l2a_S2B_MSIL2A_20240419T095549_R122_T47XMJ_20240419T122756.json", "05.10", -1000, ""},
 		{"pc_sentinel-1-rtc_S1A_IW_GRDH_1SDV_20240419T045839_20240419T045904_053498_067DF2_rtc.json", "", 0, mm.S1Power},
-		{"earthsearch-v1_sentinel-1-grd_S1A_IW_GRDH_1SSH_20250731T135608_20250731T135637_060328_077F7E.json", "", 0, mm.S1DB},
+		{"earthsearch-v1_sentinel-1-grd_S1A_IW_GRDH_1SSH_20250731T135608_20250731T135637_060328_077F7E.json", "", 0, mm.S1DN},
+		{"pc-staging_sentinel-1-grd_S1A_EW_GRDM_1SSH_20220505T235314_20220505T235417_043082_05250D.json", "", 0, mm.S1DN},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

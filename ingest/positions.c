@@ -277,11 +277,13 @@ void mm_warp_free(mmWarp *wp) {
 // error. It depends on the pixel alone, so a window's lattice is the same
 // whatever the window.
 static int lattice_step(double pixel) {
-	if (!(pixel > 0) || pixel >= 10)
-		return 8;
-	int s = (int)floor(8 * sqrt(10 / pixel));
-	return s > 32 ? 32 : s < 8 ? 8 : s;
+	const double s = floor(8 * sqrt(10 / pixel));
+	if (!(s <= 32)) // and NaN or +Inf (no pixel size)
+		return 32;
+	return s < 8 ? 8 : (int)s;
 }
+
+int mm_lattice_step(double pixel) { return lattice_step(pixel); }
 // latticeTolerance is the largest error (in window pixels) a cell's
 // interpolation may have at its centre, where it is largest for a smooth
 // reprojection; cells beyond it (near a pole, across the antimeridian)

@@ -309,6 +309,10 @@ func (r *Raster) freeWarps() {
 	}
 }
 
+// latticeStep is the lattice's spacing in window pixels for a window pixel
+// of the given size.
+func latticeStep(pixel float64) int { return int(C.mm_lattice_step(C.double(pixel))) }
+
 // kernelRuns counts the warps made with our kernel rather than GDAL's
 // (for tests).
 func kernelRuns() int { return int(C.mm_kernel_runs()) }

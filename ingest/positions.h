@@ -34,6 +34,10 @@ int mm_positions_nodes(mmPositions *p);
 // with the reason in err.
 int mm_warp_run(mmWarp *wp, mmPositions *p, float *out, int w, int h, int bands, char *err, int errlen);
 void mm_warp_free(mmWarp *wp);
+// mm_lattice_step is the lattice's spacing in window pixels for a window
+// pixel of the given size (positions.c's lattice_step).
+int mm_lattice_step(double pixel);
+
 // mm_kernel_runs counts the warps our kernel made (not GDAL's).
 long mm_kernel_runs(void);
 // mm_kernel_set_runs turns on (the default) or off our kernel's runs of

@@ -169,6 +169,24 @@ func TestFixedWarpsMatchGDALWarp(t *testing.T) {
 	}
 }
 
+// TestLatticeStep: the step keeps the interpolation error in window pixels
+// (step^2 x pixel) at most that of 8 pixels of 10 m, and ten times fewer
+// nodes than 8 pixels would take at METER-ML's 1 m.
+func TestLatticeStep(t *testing.T) {
+	for _, c := range []struct {
+		pixel float64
+		want  int
+	}{{60, 8}, {20, 8}, {10, 8}, {5, 11}, {1, 25}, {0.6, 32}, {0.3, 32}, {1e-6, 32}, {0, 32}, {-1, 32}, {math.NaN(), 32}} {
+		got := latticeStep(c.pixel)
+		if got != c.want {
+			t.Errorf("pixel %v: step %d, want %d", c.pixel, got, c.want)
+		}
+		if c.pixel > 0 && c.pixel < 10 && float64(got*got)*c.pixel > 8*8*10 {
+			t.Errorf("pixel %v: step %d errs more than 8 pixels of 10 m", c.pixel, got)
+		}
+	}
+}
+
 // TestLatticeFallsBackNearThePole warps a lon/lat raster around the North
 // Pole onto a polar stereographic window (EPSG:3413): around the pole
 // and across the antimeridian, longitudes do not interpolate, so the

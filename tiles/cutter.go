@@ -117,8 +117,7 @@ func (b *warpedBlock) offset(chip [4]float64, pixel float64) (ox, oy int, ok boo
 }
 
 type inputPlan struct {
-	spec  mm.InputSpec
-	bands []mm.BandSpec // spec.Bands, their offsets fitted to the scene (see sceneBand)
+	spec  mm.InputSpec // its bands' offsets fitted to the scene (see sceneBand)
 	reads []rasterRead
 }
 
@@ -187,10 +186,11 @@ func (c *Cutter) planInput(i int, in mm.InputSpec) (inputPlan, error) {
 		return inputPlan{}, fmt.Errorf("tiles: inputs[%d] (%s): size must be positive", i, in.Name)
 	}
 	plan := inputPlan{spec: in}
-	target := float64(c.grid.FootprintM) / float64(in.Size)
-	for _, b := range in.Bands {
-		plan.bands = append(plan.bands, c.sceneBand(b))
+	plan.spec.Bands = make([]mm.BandSpec, len(in.Bands)) // not the card's
+	for i, b := range in.Bands {
+		plan.spec.Bands[i] = c.sceneBand(b)
 	}
+	target := float64(c.grid.FootprintM) / float64(in.Size)
 	for ch, b := range in.Bands {
 		r, idx, ok := c.src.Band(b.Sensor, b.Band)
 		if !ok {
@@ -216,22 +216,19 @@ func (c *Cutter) planInput(i int, in mm.InputSpec) (inputPlan, error) {
 	return plan, nil
 }
 
-// CardBOAOffset is the BOA_ADD_OFFSET that model cards' Sentinel-2 scale
-// and offset are written for: DNs as ESA distributes them from processing
-// baseline 04.00 on (reflectance x 10,000 + 1000).
-const CardBOAOffset = -1000
-
-// sceneBand is b with its offset fitted to the scene: a Sentinel-2
-// reflectance band of a scene whose DNs lack the +1000 of baseline 04.00
-// (mm.Asset.BOAOffset 0: older products, harmonised copies) gets
-// (its BOA offset - CardBOAOffset) x scale added, so a value becomes what
-// the card expects of the same reflectance.
+// sceneBand is b with its offset fitted to the scene. Model cards'
+// Sentinel-2 scale and offset are written for DNs as ESA distributes them
+// from processing baseline 04.00 on (reflectance x 10,000 + 1000, a
+// BOA_ADD_OFFSET of mm.BOAOffset04): a reflectance band of a scene whose
+// DNs lack the +1000 (mm.Asset.BOAOffset 0: older products, harmonised
+// copies) gets (its BOA offset - mm.BOAOffset04) x scale added, so a value
+// becomes what the card expects of the same reflectance.
 func (c *Cutter) sceneBand(b mm.BandSpec) mm.BandSpec {
 	if b.Sensor != mm.Sentinel2 || mm.IsClassBand(b.Sensor, b.Band) {
 		return b
 	}
 	boa, _ := c.src.Scene.Assets[mm.Sentinel2].BOAOffset()
-	b.Offset += (boa - CardBOAOffset) * b.Scale
+	b.Offset += (boa - mm.BOAOffset04) * b.Scale
 	return b
 }
 
@@ -337,7 +334,7 @@ func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm
 				c.db = toDecibels(rd.toDB, src, c.db)
 				src = c.db
 			}
-			normalize(plan.bands[s.channel], src, dst, invalid)
+			normalize(in.Bands[s.channel], src, dst, invalid)
 		}
 	}
 	validPx := n
@@ -350,9 +347,9 @@ func (c *Cutter) cutInput(ctx context.Context, id mm.ChipID, plan inputPlan) (mm
 }
 
 // cloudFraction warps SCL (nearest) onto the chip's cloud grid (see
-// CloudGrid) and counts cloud among the pixels SCL has data for.
+// cloudGrid) and counts cloud among the pixels SCL has data for.
 func (c *Cutter) cloudFraction(ctx context.Context, id mm.ChipID) (float64, error) {
-	size := CloudGrid(c.spec)
+	size := cloudGrid(c.spec)
 	var vals []float32
 	var err error
 	if slices.ContainsFunc(c.spec.Inputs, func(in mm.InputSpec) bool { return in.Size == size }) { // an input's blocks
@@ -381,13 +378,13 @@ func (c *Cutter) cloudFraction(ctx context.Context, id mm.ChipID) (float64, erro
 	return float64(cloud) / float64(valid), nil
 }
 
-// CloudGrid is the side in pixels of the grid a chip's cloud fraction is
+// cloudGrid is the side in pixels of the grid a chip's cloud fraction is
 // counted on: 10 m pixels (SCL's are 20 m, so each is sampled about four
 // times), or the first input's grid when that is coarser. It does not
 // grow with a model's input: METER-ML's 720 px chips would warp 100 times
 // the pixels for the same count (a 720 px nearest warp of SCL was 7 % of
 // such a chip's cut).
-func CloudGrid(spec mm.ChipSpec) int {
+func cloudGrid(spec mm.ChipSpec) int {
 	ten := max(1, int(math.Round(float64(spec.FootprintM)/10)))
 	return min(spec.Inputs[0].Size, ten)
 }

@@ -339,7 +339,7 @@ func TestCloudFractionMatchesGDAL(t *testing.T) {
 	big.Inputs[0].Size = 720
 	cloudy := 0
 	for _, spec := range []mm.ChipSpec{card.Chip, big} {
-		if got := CloudGrid(spec); got != 72 {
+		if got := cloudGrid(spec); got != 72 {
 			t.Fatalf("cloud grid of %d px chips: %d px, want 72 (10 m)", spec.Inputs[0].Size, got)
 		}
 		c, err := NewCutter(src, grid, spec, CutOptions{MinValid: 0.01, MaxCloud: 1})

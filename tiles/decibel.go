@@ -6,10 +6,10 @@ import (
 	mm "github.com/methanemap/methanemap"
 )
 
-// MinDB is the floor of Sentinel-1 backscatter turned into dB: linear
+// minDB is the floor of Sentinel-1 backscatter turned into dB: linear
 // values at or under 1e-5 power (radar shadow, noise removal's zeros and
 // negatives) become -50 dB, under any real signal, rather than -Inf.
-const MinDB = -50
+const minDB = -50
 
 // toDecibels puts the dB of each value of src, in units (mm.S1Power:
 // 10 log10 v; mm.S1Amplitude: 20 log10 v), in dst (grown to len(src)) and
@@ -24,13 +24,13 @@ func toDecibels(units string, src, dst []float32) []float32 {
 	if units == mm.S1Amplitude {
 		k = 20
 	}
-	floor := math.Pow(10, MinDB/k)
+	floor := math.Pow(10, minDB/k)
 	for i, v := range src {
 		switch x := float64(v); {
 		case x != x:
 			dst[i] = v
 		case x <= floor:
-			dst[i] = MinDB
+			dst[i] = minDB
 		default:
 			dst[i] = float32(k * math.Log10(x))
 		}

@@ -168,7 +168,7 @@ func TestS1Units(t *testing.T) {
 							if math.IsNaN(float64(v)) {
 								continue
 							}
-							want := band.Normalize(math.Max(MinDB, k*math.Log10(float64(v))))
+							want := band.Normalize(math.Max(minDB, k*math.Log10(float64(v))))
 							// a position error of 1e-4 px, in dB over a std of 5
 							if d := math.Abs(float64(data[p]) - want); d > 2e-3 {
 								t.Fatalf("chip %s %s pixel %d: %v, want %v from gdalwarp's %v", id, band.Name(), p, data[p], want, v)
@@ -203,8 +203,8 @@ func TestToDecibels(t *testing.T) {
 	src := []float32{nan, 0, -0.003, 1e-6, 1, 0.01, 0.1, 2}
 	power := toDecibels(mm.S1Power, src, nil)
 	amp := toDecibels(mm.S1Amplitude, src, make([]float32, 1))
-	wantP := []float64{math.NaN(), MinDB, MinDB, MinDB, 0, -20, -10, 3.0103}
-	wantA := []float64{math.NaN(), MinDB, MinDB, MinDB, 0, -40, -20, 6.0206}
+	wantP := []float64{math.NaN(), minDB, minDB, minDB, 0, -20, -10, 3.0103}
+	wantA := []float64{math.NaN(), minDB, minDB, minDB, 0, -40, -20, 6.0206}
 	for i := range src {
 		for _, c := range []struct {
 			got  float32

@@ -5,6 +5,6 @@
 // its reason and a dead letter; a transient one is naked with back-off,
 // bounded by MaxDeliver, then dead-lettered. Long scenes send in-progress
 // acks. Detections are published with Nats-Msg-Id set to their stable
-// ids, sites with SiteMsgID, so a redelivered scene adds no duplicates. Status events go
-// to <prefix>.events.<scene_id>.
+// ids, sites with SiteMsgID, so a redelivered scene adds no duplicates.
+// Status events go to <prefix>.events.<scene_id>.
 package worker

@@ -202,21 +202,32 @@ func TestWorkerEndToEnd(t *testing.T) {
 	if err := w.publish(ctx, d2, s2); err != nil {
 		t.Fatal(err)
 	}
-	cafo2 := 0
+	var cafo2 []mm.Site
 	for _, st := range s2 {
 		if st.Class == mm.CAFO {
-			cafo2++
+			cafo2 = append(cafo2, st)
 		}
 	}
 	after := messages(t, js, DetectionsStream, "methanemap.sites.cafo")
-	if cafo2 == 0 || len(after) != len(sites)+cafo2 {
-		t.Fatalf("a second scene's %d cafo sites: %d on the stream, was %d", cafo2, len(after), len(sites))
+	if len(cafo2) != len(sites) || len(after) != 2*len(sites) {
+		t.Fatalf("a second scene's %d cafo sites: %d on the stream, was %d", len(cafo2), len(after), len(sites))
 	}
-	var first, second map[string]any
-	json.Unmarshal(after[0].Data(), &first)
-	json.Unmarshal(after[len(after)-1].Data(), &second)
-	if first["id"] != second["id"] {
-		t.Errorf("the same place's site has ids %v and %v in two scenes", first["id"], second["id"])
+	for i := range sites {
+		var first, second struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(after[i].Data(), &first); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(after[len(sites)+i].Data(), &second); err != nil {
+			t.Fatal(err)
+		}
+		if first.ID == "" || first.ID != second.ID {
+			t.Errorf("site %d: ids %q and %q in two scenes over the same place", i, first.ID, second.ID)
+		}
+		if got, want := after[len(sites)+i].Headers().Get(jetstream.MsgIDHeader), SiteMsgID(cafo2[i]); got != want {
+			t.Errorf("site %d of the second scene: Nats-Msg-Id %q, want %q", i, got, want)
+		}
 	}
 }
 

@@ -92,4 +92,10 @@ func TestScoreOlderBaselineScene(t *testing.T) {
 	if code, _, stderr := cli(t, "fixtures", "--out", filepath.Join(dir, "bad"), "--s2-baseline", "4.0"); code != 2 || !strings.Contains(stderr, "processing_baseline") {
 		t.Errorf("fixtures --s2-baseline 4.0: exit %d, %s", code, stderr)
 	}
+	if code, _, stderr := cli(t, "fixtures", "--out", filepath.Join(dir, "bad"), "--s1-units", "dn"); code != 2 || !strings.Contains(stderr, "units") {
+		t.Errorf("fixtures --s1-units dn: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad")); !os.IsNotExist(err) {
+		t.Errorf("a refused fixtures run left %s behind (%v)", filepath.Join(dir, "bad"), err)
+	}
 }

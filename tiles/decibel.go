@@ -6,11 +6,11 @@ package tiles
 #include <stddef.h>
 
 // mm_decibels puts k log10(v) of each value in dst: NaN stays NaN, values
-// at or under floor become lo.
-static void mm_decibels(const float *src, float *dst, size_t n, float k, float floor, float lo) {
+// at or under least become lo.
+static void mm_decibels(const float *src, float *dst, size_t n, float k, float least, float lo) {
 	for (size_t i = 0; i < n; i++) {
 		const float v = src[i];
-		dst[i] = v != v ? v : v <= floor ? lo : k * log10f(v);
+		dst[i] = v != v ? v : v <= least ? lo : k * log10f(v);
 	}
 }
 */

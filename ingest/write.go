@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/airbusgeo/godal"
 )
@@ -22,6 +23,11 @@ type GeoTIFFSpec struct {
 	Compress     string   // DEFLATE by default
 	ZLevel       int      // DEFLATE level 1 (fast) to 9 (small); 0: GDAL's default (6)
 	Options      []string // more GTiff creation options, such as PHOTOMETRIC=RGB
+	// ScaleOffsets, per band, is GDAL's scale and offset (a value means
+	// raw x scale + offset); a band without one, or {0, 0}, gets none.
+	ScaleOffsets [][2]float64
+	// Metadata is the dataset's metadata (GDAL's default domain).
+	Metadata map[string]string
 }
 
 // strip is how many rows the fill function is asked for at a time: one row of
@@ -110,6 +116,22 @@ func setGeoref(ds *godal.Dataset, spec GeoTIFFSpec, ec *errCollector) error {
 			if err := band.SetDescription(spec.Descriptions[i], godal.ErrLogger(ec.handler())); err != nil {
 				return fmt.Errorf("ingest: write %s: band %d description: %w", spec.Path, i+1, err)
 			}
+		}
+		if i < len(spec.ScaleOffsets) && spec.ScaleOffsets[i] != [2]float64{} {
+			so := spec.ScaleOffsets[i]
+			if err := band.SetScaleOffset(so[0], so[1], godal.ErrLogger(ec.handler())); err != nil {
+				return fmt.Errorf("ingest: write %s: band %d scale and offset: %w", spec.Path, i+1, err)
+			}
+		}
+	}
+	keys := make([]string, 0, len(spec.Metadata))
+	for k := range spec.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := ds.SetMetadata(k, spec.Metadata[k], godal.ErrLogger(ec.handler())); err != nil {
+			return fmt.Errorf("ingest: write %s: metadata %s: %w", spec.Path, k, err)
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
@@ -118,9 +119,9 @@ func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, e
 			index.Append(f)
 			continue
 		}
-		for _, t := range chip.Inputs {
+		for i, t := range chip.Inputs {
 			path := filepath.Join(ex.dir, chipFileName(id, t.Name, len(chip.Inputs)))
-			if err := writeChip(path, grid.EPSG, id, t); err != nil {
+			if err := writeChip(path, grid.EPSG, id, t, sc, ex.card.Chip.Inputs[i]); err != nil {
 				return n, st, err
 			}
 			f.Properties["file"] = filepath.Base(path)
@@ -148,13 +149,16 @@ func chipFileName(id mm.ChipID, input string, inputs int) string {
 }
 
 // writeChip writes a tensor's raw warped values, one band per card band,
-// each described "<sensor>:<band>", NaN for nodata.
-func writeChip(path string, epsg int, id mm.ChipID, t mm.Tensor) error {
+// each described "<sensor>:<band>", NaN for nodata, with what says how to
+// read them (chipRadiometry).
+func writeChip(path string, epsg int, id mm.ChipID, t mm.Tensor, sc *mm.Scene, in mm.InputSpec) error {
 	b := id.Bounds()
 	res := (b[2] - b[0]) / float64(t.Size)
 	nan := math.NaN()
+	so, md := chipRadiometry(sc, in)
 	spec := ingest.GeoTIFFSpec{Path: path, EPSG: epsg, GeoTransform: [6]float64{b[0], res, 0, b[3], 0, -res},
-		Width: t.Size, Height: t.Size, Bands: len(t.Bands), DataType: "Float32", Nodata: &nan, Descriptions: t.Bands}
+		Width: t.Size, Height: t.Size, Bands: len(t.Bands), DataType: "Float32", Nodata: &nan, Descriptions: t.Bands,
+		ScaleOffsets: so, Metadata: md}
 	return ingest.WriteGeoTIFF(spec, func(y0, rows int, buf []float64) error {
 		n := t.Size * t.Size
 		for ch := range t.Bands {
@@ -166,6 +170,36 @@ func writeChip(path string, epsg int, id mm.ChipID, t mm.Tensor) error {
 		}
 		return nil
 	})
+}
+
+// chipRadiometry says how to read an exported chip's raw values, the
+// files' own: each Sentinel-2 reflectance band gets GDAL's scale 0.0001
+// and offset BOA_ADD_OFFSET / 10,000 (so scaled values are reflectance,
+// whichever the baseline), and the file the scene's Sentinel-2
+// BOA_ADD_OFFSET (with ASSUMED when the scene does not say) and
+// processing baseline, and its Sentinel-1 units, for the sensors the
+// input holds.
+func chipRadiometry(sc *mm.Scene, in mm.InputSpec) ([][2]float64, map[string]string) {
+	so := make([][2]float64, len(in.Bands))
+	md := map[string]string{}
+	for i, b := range in.Bands {
+		switch {
+		case b.Sensor == mm.Sentinel2 && !mm.IsClassBand(b.Sensor, b.Band):
+			a := sc.Assets[mm.Sentinel2]
+			boa, known := a.BOAOffset()
+			so[i] = [2]float64{1e-4, boa / 1e4}
+			md["S2_BOA_ADD_OFFSET"] = strconv.FormatFloat(boa, 'f', -1, 64)
+			if !known {
+				md["S2_BOA_ADD_OFFSET"] += " (ASSUMED)"
+			}
+			if a.ProcessingBaseline != "" {
+				md["S2_PROCESSING_BASELINE"] = a.ProcessingBaseline
+			}
+		case b.Sensor == mm.Sentinel1:
+			md["S1_UNITS"] = sc.Assets[mm.Sentinel1].BackscatterUnits()
+		}
+	}
+	return so, md
 }
 
 func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }

@@ -61,9 +61,12 @@ type gdalInfo struct {
 	Size         []int     `json:"size"`
 	GeoTransform []float64 `json:"geoTransform"`
 	Bands        []struct {
-		Description string `json:"description"`
-		Type        string `json:"type"`
+		Description string   `json:"description"`
+		Type        string   `json:"type"`
+		Scale       *float64 `json:"scale"`
+		Offset      *float64 `json:"offset"`
 	} `json:"bands"`
+	Metadata         map[string]map[string]string `json:"metadata"`
 	CoordinateSystem struct {
 		WKT string `json:"wkt"`
 	} `json:"coordinateSystem"`
@@ -124,6 +127,21 @@ func TestChipsCommandMatchesGDAL(t *testing.T) {
 	te := []string{fmt.Sprint(gt[0]), fmt.Sprint(gt[3] + 72*gt[5]), fmt.Sprint(gt[0] + 72*gt[1]), fmt.Sprint(gt[3])}
 	if gt[1] != 10 || gt[3]-gt[0] == 0 {
 		t.Fatalf("chip geotransform %v, want 10 m pixels", gt)
+	}
+	// how to read the values: Sentinel-2 scaled to reflectance (the
+	// fixture's DNs carry baseline 04.00's +1000), the scene's radiometry
+	md := info.Metadata[""]
+	if md["S2_BOA_ADD_OFFSET"] != "-1000" || md["S2_PROCESSING_BASELINE"] != "04.00" || md["S1_UNITS"] != "db" {
+		t.Errorf("chip metadata %v: want S2_BOA_ADD_OFFSET=-1000, S2_PROCESSING_BASELINE=04.00, S1_UNITS=db", md)
+	}
+	for _, b := range info.Bands {
+		s2 := strings.HasPrefix(b.Description, "s2:")
+		if s2 && (b.Scale == nil || b.Offset == nil || *b.Scale != 1e-4 || *b.Offset != -0.1) {
+			t.Errorf("band %s: scale %v offset %v, want 0.0001 and -0.1", b.Description, b.Scale, b.Offset)
+		}
+		if !s2 && (b.Scale != nil || b.Offset != nil) {
+			t.Errorf("band %s has a scale or offset", b.Description)
+		}
 	}
 	for i, b := range info.Bands {
 		src, band := sources[b.Description], bandOf[b.Description]

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,6 +88,27 @@ func TestScoreOlderBaselineScene(t *testing.T) {
 	}
 	if !changed {
 		t.Error("scoring the 02.14 DNs as 04.00 ones changed nothing: the test cannot tell the offset is applied")
+	}
+
+	// exported chips keep the files' DNs and say how to read them
+	for scene, want := range map[string]struct{ offset, md string }{oldScene: {"0", "0"}, unsaid: {"-0.1", "-1000 (ASSUMED)"}} {
+		out := filepath.Join(t.TempDir(), "chips")
+		if code, _, stderr := cli(t, "chips", "--scene", scene, "--out", out, "--limit", "1"); code != 0 {
+			t.Fatalf("chips %s: exit %d: %s", scene, code, stderr)
+		}
+		files, _ := filepath.Glob(filepath.Join(out, "*", "*.tif"))
+		if len(files) != 1 {
+			t.Fatalf("chips %s: %d files", scene, len(files))
+		}
+		info := gdalinfo(t, files[0])
+		if got := info.Metadata[""]["S2_BOA_ADD_OFFSET"]; got != want.md {
+			t.Errorf("chips of %s: S2_BOA_ADD_OFFSET %q, want %q", filepath.Base(scene), got, want.md)
+		}
+		for _, b := range info.Bands {
+			if strings.HasPrefix(b.Description, "s2:") && (b.Offset == nil || strconv.FormatFloat(*b.Offset, 'f', -1, 64) != want.offset) {
+				t.Errorf("chips of %s: band %s offset %v, want %s", filepath.Base(scene), b.Description, b.Offset, want.offset)
+			}
+		}
 	}
 
 	if code, _, stderr := cli(t, "fixtures", "--out", filepath.Join(dir, "bad"), "--s2-baseline", "4.0"); code != 2 || !strings.Contains(stderr, "processing_baseline") {

@@ -67,14 +67,58 @@ func TestTrainingSmoke(t *testing.T) {
 // location in METER-ML's layout, the same model input the Go chip cutter
 // cuts from the scene for the same ground: exactly for bands at or below
 // the card's resolution, and away from the edges for bands it enlarges
-// (GDAL sees past a chip's edge, the script cannot).
+// (GDAL sees past a chip's edge, the script cannot). With Sentinel-2 DNs
+// of baseline 02.14 (no +1000) too: the script, told so, fits the offsets
+// as the cutter fits them to the scene; not told, its Sentinel-2 bands
+// differ.
 func TestTrainingInputsMatchChips(t *testing.T) {
 	card, err := LoadCard(filepath.Join(testenv.Root(), "models", "demo"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, tc := range []struct {
+		baseline string
+		boa      string // the script's --s2-boa-add-offset
+		match    bool
+	}{{"04.00", "-1000", true}, {"02.14", "0", true}, {"02.14", "-1000", false}} {
+		t.Run(tc.baseline+"/"+tc.boa, func(t *testing.T) {
+			lines := trainingInputDiffs(t, card, tc.baseline, tc.boa)
+			enlarged := map[string]bool{}
+			for _, b := range fixtures.S2Bands20m {
+				enlarged["s2:"+b] = true
+			}
+			for _, b := range fixtures.S2Bands60m {
+				enlarged["s2:"+b] = true
+			}
+			if len(lines) != len(card.Chip.Inputs[0].Bands) {
+				t.Fatalf("python compared %d bands:\n%s", len(lines), strings.Join(lines, "\n"))
+			}
+			for _, line := range lines {
+				var band string
+				var all, interior float64
+				fmt.Sscan(line, &band, &all, &interior)
+				differs := enlarged[band] && interior > 1e-4 || !enlarged[band] && all > 1e-4
+				s2 := strings.HasPrefix(band, "s2:") && band != "s2:SCL"
+				switch {
+				case tc.match && differs:
+					t.Errorf("%s: train.py's input differs from the Go chip by %g (%g away from the edges)", band, all, interior)
+				case !tc.match && s2 && interior < 0.5:
+					t.Errorf("%s: train.py, not told the DNs lack the +1000, still matches the Go chip (%g)", band, interior)
+				case !tc.match && !s2 && differs:
+					t.Errorf("%s: differs by %g, though only Sentinel-2 should", band, all)
+				}
+			}
+		})
+	}
+}
+
+// trainingInputDiffs cuts a chip wholly inside a fixture scene rendered
+// at the Sentinel-2 baseline, writes the same ground in METER-ML's layout,
+// and has train.py build its input with --s2-boa-add-offset boa: one line
+// per band, "<band> <largest difference> <largest away from the edges>".
+func trainingInputDiffs(t *testing.T, card *Card, baseline, boa string) []string {
 	res, err := fixtures.Write(t.TempDir(), fixtures.Options{SizeKM: 2.5, Center: orb.Point{-96.45, 43.49},
-		Plants: []fixtures.Plant{{Class: mm.CoalMine, Lon: -96.45, Lat: 43.49}}})
+		Plants: []fixtures.Plant{{Class: mm.CoalMine, Lon: -96.45, Lat: 43.49}}, S2Baseline: baseline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,34 +168,16 @@ import sys, yaml, numpy as np
 sys.path.insert(0, sys.argv[1])
 import train
 inp = yaml.safe_load(open(sys.argv[2]))["chip"]["inputs"][0]
-py = train.build_input(sys.argv[3] + "/loc", inp)
+py = train.build_input(sys.argv[3] + "/loc", inp, float(sys.argv[4]))
 go = np.fromfile(sys.argv[3] + "/go.f32", dtype=np.float32).reshape(py.shape)
 for i, b in enumerate(inp["bands"]):
     d = np.abs(py[i] - go[i])
     print(b["sensor"] + ":" + b["band"], float(d.max()), float(d[4:-4, 4:-4].max()))
 `
 	out, err := exec.Command("/usr/bin/python3", "-c", script, filepath.Join(testenv.Root(), "training"),
-		filepath.Join(testenv.Root(), "models", "demo", "model.yaml"), dir).Output()
+		filepath.Join(testenv.Root(), "models", "demo", "model.yaml"), dir, boa).Output()
 	if err != nil {
 		t.Fatalf("python: %v", err)
 	}
-	enlarged := map[string]bool{}
-	for _, b := range fixtures.S2Bands20m {
-		enlarged["s2:"+b] = true
-	}
-	for _, b := range fixtures.S2Bands60m {
-		enlarged["s2:"+b] = true
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != len(card.Chip.Inputs[0].Bands) {
-		t.Fatalf("python compared %d bands:\n%s", len(lines), out)
-	}
-	for _, line := range lines {
-		var band string
-		var all, interior float64
-		fmt.Sscan(line, &band, &all, &interior)
-		if enlarged[band] && interior > 1e-4 || !enlarged[band] && all > 1e-4 {
-			t.Errorf("%s: train.py's input differs from the Go chip by %g (%g away from the edges)", band, all, interior)
-		}
-	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }

@@ -13,9 +13,17 @@ Chips are built exactly as the model card describes them: every band is
 brought to the card's grid (NAIP averaged down, coarser Sentinel-2 bands
 enlarged bilinearly), then v -> ((v*scale + offset) - mean) / std.
 
+A card's Sentinel-2 offsets are for DNs as ESA distributes them from
+processing baseline 04.00 on (reflectance x 10,000 + 1000), which is what
+`methanemap fixtures --dataset` writes. --s2-boa-add-offset says what the
+dataset's DNs need added for reflectance x 10,000 instead: 0 for arrays
+without the +1000 (METER-ML's own, from before 2022). The reflectance bands'
+offsets are then fitted as methanemap's chip cutter fits them to a scene.
+
 Usage:
   train.py --data DIR --card models/demo/model.yaml --out DIR [--epochs N]
            [--arch small|densenet121] [--seed N] [--val-fraction F]
+           [--s2-boa-add-offset -1000|0]
 
 Writes OUT/model.onnx, OUT/model.yaml (the card completed with the ONNX
 file, its sha256, output, classes and thresholds) and OUT/reference.json
@@ -76,8 +84,14 @@ def resample(plane, size):
     return out[0, 0].numpy()
 
 
-def build_input(folder, inp):
-    """One card input of one location: (bands, size, size), normalised."""
+# BOA_ADD_OFFSET of the DNs a card's Sentinel-2 offsets are written for
+CARD_BOA = -1000
+
+
+def build_input(folder, inp, s2_boa=CARD_BOA):
+    """One card input of one location: (bands, size, size), normalised.
+    s2_boa is what the location's Sentinel-2 DNs need added for reflectance
+    x 10,000 (-1000 with baseline 04.00's +1000, 0 without it)."""
     cache = {}
     planes = []
     for b in inp["bands"]:
@@ -92,7 +106,10 @@ def build_input(folder, inp):
         nodata = empty | (plane == 0) if b["sensor"] == "s2" else empty
         raw = resample(np.where(nodata, 0, plane).astype(np.float32), inp["size"])
         valid = resample((~nodata).astype(np.float32), inp["size"])
-        v = ((raw * b["scale"] + b["offset"]) - b["mean"]) / b["std"]
+        offset = b["offset"]
+        if b["sensor"] == "s2" and b["band"] != "SCL":
+            offset += (s2_boa - CARD_BOA) * b["scale"]
+        v = ((raw * b["scale"] + offset) - b["mean"]) / b["std"]
         v[valid < 0.999] = b["fill"]  # any nodata under the kernel
         planes.append(v)
     return np.stack(planes).astype(np.float32)
@@ -183,6 +200,9 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--random-weights", action="store_true", help="export without training (benchmarks)")
     ap.add_argument("--fixed-batch", type=int, default=0, help="export with a fixed batch size instead of a dynamic one")
+    ap.add_argument("--s2-boa-add-offset", type=float, default=CARD_BOA,
+                    help="what the dataset's Sentinel-2 DNs need added for reflectance x 10,000: -1000 (baseline 04.00 on, "
+                         "our fixtures), 0 (no +1000: METER-ML's own arrays)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -216,7 +236,7 @@ def main():
         xs, ys = [], []
         for ft in feats:
             folder = os.path.join(args.data, ft["properties"]["Image_Folder"])
-            xs.append(build_input(folder, inp))
+            xs.append(build_input(folder, inp, args.s2_boa_add_offset))
             ys.append(labels_of(ft["properties"]))
         x = torch.from_numpy(np.stack(xs))
         y = torch.from_numpy(np.stack(ys))

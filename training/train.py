@@ -17,8 +17,9 @@ A card's Sentinel-2 offsets are for DNs as ESA distributes them from
 processing baseline 04.00 on (reflectance x 10,000 + 1000), which is what
 `methanemap fixtures --dataset` writes. --s2-boa-add-offset says what the
 dataset's DNs need added for reflectance x 10,000 instead: 0 for arrays
-without the +1000 (METER-ML's own, from before 2022). The reflectance bands'
-offsets are then fitted as methanemap's chip cutter fits them to a scene.
+without the +1000 (METER-ML's own, exported before that baseline as far as
+we know). The reflectance bands' offsets are then fitted as methanemap's
+chip cutter fits them to a scene.
 
 Usage:
   train.py --data DIR --card models/demo/model.yaml --out DIR [--epochs N]
@@ -202,7 +203,7 @@ def main():
     ap.add_argument("--fixed-batch", type=int, default=0, help="export with a fixed batch size instead of a dynamic one")
     ap.add_argument("--s2-boa-add-offset", type=float, default=CARD_BOA,
                     help="what the dataset's Sentinel-2 DNs need added for reflectance x 10,000: -1000 (baseline 04.00 on, "
-                         "our fixtures), 0 (no +1000: METER-ML's own arrays)")
+                         "our fixtures), 0 (DNs without the +1000)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)

@@ -95,6 +95,13 @@ func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, e
 	if err := os.MkdirAll(ex.dir, 0o755); err != nil {
 		return 0, st, err
 	}
+	// how to read each input's raw values: the scene's, the same for
+	// every chip
+	scaleOffsets := make([][][2]float64, len(ex.card.Chip.Inputs))
+	metadata := make([]map[string]string, len(ex.card.Chip.Inputs))
+	for i, in := range ex.card.Chip.Inputs {
+		scaleOffsets[i], metadata[i] = chipRadiometry(sc, in)
+	}
 	index := geojson.NewFeatureCollection()
 	n := 0
 	for _, id := range grid.Chips {
@@ -121,7 +128,7 @@ func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, e
 		}
 		for i, t := range chip.Inputs {
 			path := filepath.Join(ex.dir, chipFileName(id, t.Name, len(chip.Inputs)))
-			if err := writeChip(path, grid.EPSG, id, t, sc, ex.card.Chip.Inputs[i]); err != nil {
+			if err := writeChip(path, grid.EPSG, id, t, scaleOffsets[i], metadata[i]); err != nil {
 				return n, st, err
 			}
 			f.Properties["file"] = filepath.Base(path)
@@ -149,13 +156,13 @@ func chipFileName(id mm.ChipID, input string, inputs int) string {
 }
 
 // writeChip writes a tensor's raw warped values, one band per card band,
-// each described "<sensor>:<band>", NaN for nodata, with what says how to
-// read them (chipRadiometry).
-func writeChip(path string, epsg int, id mm.ChipID, t mm.Tensor, sc *mm.Scene, in mm.InputSpec) error {
+// each described "<sensor>:<band>", NaN for nodata, with the bands' scales
+// and offsets and the file's metadata that say how to read them
+// (chipRadiometry).
+func writeChip(path string, epsg int, id mm.ChipID, t mm.Tensor, so [][2]float64, md map[string]string) error {
 	b := id.Bounds()
 	res := (b[2] - b[0]) / float64(t.Size)
 	nan := math.NaN()
-	so, md := chipRadiometry(sc, in)
 	spec := ingest.GeoTIFFSpec{Path: path, EPSG: epsg, GeoTransform: [6]float64{b[0], res, 0, b[3], 0, -res},
 		Width: t.Size, Height: t.Size, Bands: len(t.Bands), DataType: "Float32", Nodata: &nan, Descriptions: t.Bands,
 		ScaleOffsets: so, Metadata: md}

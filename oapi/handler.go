@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,34 +67,88 @@ func Register(mux *http.ServeMux, st *Store, opts Options) {
 }
 
 // base is the URL the client used to reach the server, without a trailing
-// slash (proxies may say so with X-Forwarded-Proto and -Host).
-func base(r *http.Request) string {
+// slash (proxies may say so with X-Forwarded-Proto and -Host; of a list,
+// the first, the client's side, counts). The links built from it are
+// echoed into JSON and HTML, so a header that is not an http(s) scheme or
+// a host[:port] is refused, naming the header, rather than passed on.
+func base(r *http.Request) (string, error) {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+	if p := firstOf(r.Header.Get("X-Forwarded-Proto")); p != "" {
+		if p = strings.ToLower(p); p != "http" && p != "https" {
+			return "", &paramError{"X-Forwarded-Proto", "want http or https, got " + quote(p)}
+		}
 		scheme = p
 	}
-	host := r.Host
-	if h := r.Header.Get("X-Forwarded-Host"); h != "" {
-		host = h
+	host, name := r.Host, "Host"
+	if h := firstOf(r.Header.Get("X-Forwarded-Host")); h != "" {
+		host, name = h, "X-Forwarded-Host"
 	}
-	return scheme + "://" + host
+	if !validHost(host) {
+		return "", &paramError{name, "want host[:port] (a DNS name, an IPv4 address or a bracketed IPv6 one), got " + quote(host)}
+	}
+	return scheme + "://" + host, nil
+}
+
+// firstOf is the first element of a comma-separated header value.
+func firstOf(h string) string {
+	first, _, _ := strings.Cut(h, ",")
+	return strings.TrimSpace(first)
+}
+
+// validHost reports whether h is host[:port]: a DNS name (letters,
+// digits, '-', '_' in dot-separated labels; an IPv4 address is one too)
+// or a bracketed IPv6 address, and an optional port from 1 to 65535.
+func validHost(h string) bool {
+	if strings.HasPrefix(h, "[") {
+		addr, rest, ok := strings.Cut(h[1:], "]")
+		ip, err := netip.ParseAddr(addr)
+		if !ok || err != nil || !ip.Is6() || ip.Zone() != "" {
+			return false
+		}
+		return rest == "" || (rest[0] == ':' && validPort(rest[1:]))
+	}
+	name := h
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		if !validPort(h[i+1:]) {
+			return false
+		}
+		name = h[:i]
+	}
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(name, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validPort(p string) bool {
+	n, err := strconv.ParseUint(p, 10, 16)
+	return err == nil && n > 0 && len(p) <= 5
 }
 
 // wantsHTML decides the format: f=html|json, else a browser's Accept.
-func wantsHTML(r *http.Request) (bool, error) {
-	switch f := r.URL.Query().Get("f"); f {
+func wantsHTML(f, accept string) (bool, error) {
+	switch f {
 	case "html":
 		return true, nil
 	case "json", "geojson":
 		return false, nil
 	case "":
 	default:
-		return false, &paramError{"f", fmt.Sprintf("want json or html, got %q", f)}
+		return false, &paramError{"f", fmt.Sprintf("want json or html, got %s", quote(f))}
 	}
-	accept := r.Header.Get("Accept")
 	h := strings.Index(accept, "text/html")
 	if h < 0 {
 		return false, nil
@@ -124,18 +180,34 @@ func badParam(w http.ResponseWriter, err error) {
 	fail(w, http.StatusBadRequest, "InvalidParameterValue", err.Error())
 }
 
-// negotiate picks the format (HTML or JSON) and, with noParams, refuses
-// any query parameter but f; false means it has answered 400 already.
-func negotiate(w http.ResponseWriter, r *http.Request, noParams bool) (html, ok bool) {
-	html, err := wantsHTML(r)
+// call is what every request starts from: its query, the format it
+// wants and the base URL of its links.
+type call struct {
+	query url.Values
+	html  bool
+	base  string
+}
+
+// onlyF is the parameter list of resources that take none but f.
+var onlyF = map[string]bool{"f": true}
+
+// begin reads the query (refusing malformed pairs, parameters not in
+// known, repeats), the format and the base URL; false means it has
+// answered 400 already.
+func begin(w http.ResponseWriter, r *http.Request, known map[string]bool, list string) (c call, ok bool) {
+	var err error
+	if c.query, err = parseQuery(r.URL.RawQuery); err == nil {
+		if err = checkNames(c.query, known, list); err == nil {
+			if c.html, err = wantsHTML(c.query.Get("f"), r.Header.Get("Accept")); err == nil {
+				c.base, err = base(r)
+			}
+		}
+	}
 	if err != nil {
 		badParam(w, err)
-		return false, false
+		return c, false
 	}
-	if noParams && !only(w, r) {
-		return false, false
-	}
-	return html, true
+	return c, true
 }
 
 // lookup finds a collection, or answers 404.
@@ -156,17 +228,6 @@ func respond(w http.ResponseWriter, html bool, kind, title, media string, body a
 	writeJSON(w, http.StatusOK, media, body)
 }
 
-// only refuses any query parameter but f on resources that take none.
-func only(w http.ResponseWriter, r *http.Request) bool {
-	for name := range r.URL.Query() {
-		if name != "f" {
-			fail(w, http.StatusBadRequest, "InvalidParameterValue", name+": unknown parameter")
-			return false
-		}
-	}
-	return true
-}
-
 // selfLinks are a resource's self and alternate links, in the format
 // served first.
 func selfLinks(u, title string, html bool, jsonType string) []Link {
@@ -181,11 +242,11 @@ func selfLinks(u, title string, html bool, jsonType string) []Link {
 }
 
 func (a *api) landing(w http.ResponseWriter, r *http.Request) {
-	html, ok := negotiate(w, r, true)
+	c, ok := begin(w, r, onlyF, "f")
 	if !ok {
 		return
 	}
-	b := base(r)
+	html, b := c.html, c.base
 	links := append(selfLinks(b+"/", "This document", html, mediaJSON),
 		Link{Href: b + "/api", Rel: "service-desc", Type: mediaOpenAPI, Title: "The API definition (OpenAPI 3.0)"},
 		Link{Href: b + "/conformance", Rel: "conformance", Type: mediaJSON, Title: "Conformance classes"},
@@ -199,12 +260,12 @@ func (a *api) landing(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) conformance(w http.ResponseWriter, r *http.Request) {
-	html, ok := negotiate(w, r, true)
+	c, ok := begin(w, r, onlyF, "f")
 	if !ok {
 		return
 	}
-	body := map[string]any{"conformsTo": conformance, "links": selfLinks(base(r)+"/conformance", "Conformance", html, mediaJSON)}
-	respond(w, html, "conformance", "Conformance", mediaJSON, body)
+	body := map[string]any{"conformsTo": conformance, "links": selfLinks(c.base+"/conformance", "Conformance", c.html, mediaJSON)}
+	respond(w, c.html, "conformance", "Conformance", mediaJSON, body)
 }
 
 // collectionJSON describes a collection with its links and real extents.
@@ -243,11 +304,11 @@ func collectionJSON(b string, info Info) map[string]any {
 }
 
 func (a *api) collections(w http.ResponseWriter, r *http.Request) {
-	html, ok := negotiate(w, r, true)
+	c, ok := begin(w, r, onlyF, "f")
 	if !ok {
 		return
 	}
-	b := base(r)
+	html, b := c.html, c.base
 	var cols []map[string]any
 	for _, info := range a.st.Collections() {
 		cols = append(cols, collectionJSON(b, info))
@@ -257,7 +318,7 @@ func (a *api) collections(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) collection(w http.ResponseWriter, r *http.Request) {
-	html, ok := negotiate(w, r, true)
+	c, ok := begin(w, r, onlyF, "f")
 	if !ok {
 		return
 	}
@@ -265,35 +326,34 @@ func (a *api) collection(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body := collectionJSON(base(r), info)
-	if html {
-		body["links"] = selfLinks(base(r)+"/collections/"+url.PathEscape(info.ID), info.Title, true, mediaJSON)
+	body := collectionJSON(c.base, info)
+	if c.html {
+		body["links"] = selfLinks(c.base+"/collections/"+url.PathEscape(info.ID), info.Title, true, mediaJSON)
 	}
-	respond(w, html, "collection", info.Title, mediaJSON, body)
+	respond(w, c.html, "collection", info.Title, mediaJSON, body)
 }
 
 func (a *api) items(w http.ResponseWriter, r *http.Request) {
-	html, ok := negotiate(w, r, false)
+	c, ok := begin(w, r, itemParams, itemParamList)
 	if !ok {
 		return
 	}
+	html, params := c.html, c.query
 	info, ok := a.lookup(w, r.PathValue("cid"))
 	if !ok {
 		return
 	}
-	params := r.URL.Query()
-	q, bboxes, err := parseItems(params, info.Collection)
+	q, err := parseItems(params, info.Collection)
 	if err != nil {
 		badParam(w, err)
 		return
 	}
-	q.BBoxes = bboxes
 	page, err := a.st.Query(info.ID, q)
 	if err != nil {
 		fail(w, http.StatusNotFound, "NotFound", err.Error())
 		return
 	}
-	u := base(r) + "/collections/" + url.PathEscape(info.ID) + "/items"
+	u := c.base + "/collections/" + url.PathEscape(info.ID) + "/items"
 	link := func(rel, typ, f string, offset int, title string) Link {
 		v := url.Values{}
 		for k, vs := range params {
@@ -323,7 +383,7 @@ func (a *api) items(w http.ResponseWriter, r *http.Request) {
 	if q.Offset > 0 {
 		links = append(links, link("prev", typ, f, max(0, q.Offset-q.Limit), "Previous page"))
 	}
-	links = append(links, Link{Href: base(r) + "/collections/" + url.PathEscape(info.ID) + "?f=json", Rel: "collection", Type: mediaJSON, Title: info.Title})
+	links = append(links, Link{Href: c.base + "/collections/" + url.PathEscape(info.ID) + "?f=json", Rel: "collection", Type: mediaJSON, Title: info.Title})
 	feats := page.Features
 	if feats == nil {
 		feats = []json.RawMessage{}
@@ -341,10 +401,11 @@ func (a *api) items(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) feature(w http.ResponseWriter, r *http.Request) {
-	html, ok := negotiate(w, r, true)
+	c, ok := begin(w, r, onlyF, "f")
 	if !ok {
 		return
 	}
+	html := c.html
 	cid, fid := r.PathValue("cid"), r.PathValue("fid")
 	info, ok := a.lookup(w, cid)
 	if !ok {
@@ -360,7 +421,7 @@ func (a *api) feature(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, "ServerError", err.Error())
 		return
 	}
-	u := base(r) + "/collections/" + url.PathEscape(cid)
+	u := c.base + "/collections/" + url.PathEscape(cid)
 	links := append(selfLinks(u+"/items/"+url.PathEscape(fid), "This feature", html, mediaGeoJSON),
 		Link{Href: u + "?f=json", Rel: "collection", Type: mediaJSON, Title: info.Title})
 	f["links"] = links
@@ -371,12 +432,15 @@ func (a *api) feature(w http.ResponseWriter, r *http.Request) {
 var openapiDoc []byte
 
 func (a *api) openapi(w http.ResponseWriter, r *http.Request) {
-	if !only(w, r) {
+	c, ok := begin(w, r, onlyF, "f")
+	if !ok {
 		return
 	}
+	// the URL goes in as a JSON string, quoted and escaped, whatever it holds
+	u, _ := json.Marshal(c.base)
 	w.Header().Set("Content-Type", mediaOpenAPI)
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Write(bytes.Replace(openapiDoc, []byte("SERVER_URL"), []byte(base(r)), 1))
+	w.Write(bytes.Replace(openapiDoc, []byte(`"SERVER_URL"`), u, 1))
 }
 
 // escapeID percent-encodes a feature id for a path segment.
@@ -384,7 +448,8 @@ func escapeID(id string) string { return url.PathEscape(id) }
 
 // schema is the JSON Schema of a collection's features.
 func (a *api) schema(w http.ResponseWriter, r *http.Request) {
-	if !only(w, r) {
+	c, ok := begin(w, r, onlyF, "f")
+	if !ok {
 		return
 	}
 	info, ok := a.lookup(w, r.PathValue("cid"))
@@ -397,7 +462,7 @@ func (a *api) schema(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, mediaSchema, map[string]any{
 		"$schema": "https://json-schema.org/draft/2019-09/schema",
-		"$id":     base(r) + "/collections/" + url.PathEscape(info.ID) + "/schema",
+		"$id":     c.base + "/collections/" + url.PathEscape(info.ID) + "/schema",
 		"title":   info.Title, "type": "object", "required": []string{"type", "id", "geometry", "properties"},
 		"properties": map[string]any{
 			"type":       map[string]any{"type": "string", "enum": []string{"Feature"}},

@@ -19,7 +19,7 @@ nav a{margin-right:1em}</style></head><body>
 <nav><a href="/?f=html">Home</a><a href="/collections?f=html">Collections</a><a href="/map">Map</a><a href="/api">API</a></nav>
 <h1>{{.Title}}</h1>
 {{- with .Body}}{{if eq $.Kind "items"}}
-<p>{{.Matched}} features match; showing {{.From}}–{{.To}}.</p>
+<p>{{.Matched}} features match; {{if .Rows}}showing {{.From}}–{{.To}}{{else}}none on this page{{end}}.</p>
 <table><tr><th>id</th><th>class</th><th>score</th><th>scenes</th><th>centre (lon, lat)</th></tr>
 {{range .Rows}}<tr><td><a href="{{.Href}}">{{.ID}}</a></td><td>{{.Class}}</td><td>{{printf "%.3f" .Score}}</td><td>{{.Scenes}}</td><td>{{printf "%.5f, %.5f" .Lon .Lat}}</td></tr>
 {{end}}</table>
@@ -69,6 +69,7 @@ type itemRow struct {
 }
 
 func itemsView(info Info, p Page, q Query, links []Link) itemsPage {
+	// parseItems bounds the offset by MaxOffset, so these sums cannot wrap
 	v := itemsPage{Matched: p.Matched, From: q.Offset + 1, To: q.Offset + len(p.Features), Links: links}
 	for _, raw := range p.Features {
 		var f struct {

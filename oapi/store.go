@@ -85,22 +85,61 @@ type collection struct {
 	items []*entry
 	byID  map[string]int
 	grid  map[cell][]int
+	wide  []int // features over more than wideCells cells: looked at by every bbox query
 	bound orb.Bound
 	hasB  bool
 	tmin  time.Time
 	tmax  time.Time
 }
 
-// cellDeg is the side of a grid index cell in degrees.
-const cellDeg = 0.25
+// The grid index covers the world in cellDeg cells. Coordinates beyond it
+// are clamped to its edge (NaN to the far edge), so a cell range never
+// holds more than the world's (1441 x 721) cells whatever the bound, from
+// a query or from a feature.
+const (
+	cellDeg  = 0.25
+	maxCellX = 180.0
+	maxCellY = 90.0
+	// wideCells bounds the cells one feature is indexed in: a larger one
+	// goes in collection.wide, so a huge geometry costs one entry, not a
+	// million.
+	wideCells = 4096
+)
 
 type cell struct{ x, y int }
 
-func cellsOf(b orb.Bound, f func(cell)) {
-	x0, y0 := int(math.Floor(b.Min[0]/cellDeg)), int(math.Floor(b.Min[1]/cellDeg))
-	x1, y1 := int(math.Floor(b.Max[0]/cellDeg)), int(math.Floor(b.Max[1]/cellDeg))
-	for x := x0; x <= x1; x++ {
-		for y := y0; y <= y1; y++ {
+// cellRange is the cells from (x0, y0) to (x1, y1), inclusive.
+type cellRange struct{ x0, y0, x1, y1 int }
+
+func rangeOf(b orb.Bound) cellRange {
+	return cellRange{cellIndex(b.Min[0], maxCellX, -maxCellX), cellIndex(b.Min[1], maxCellY, -maxCellY),
+		cellIndex(b.Max[0], maxCellX, maxCellX), cellIndex(b.Max[1], maxCellY, maxCellY)}
+}
+
+// cellIndex is the cell holding v, clamped to [-limit, limit]; NaN counts
+// as ifNaN (min and max builtins would pass NaN on, and int(NaN) is
+// anything).
+func cellIndex(v, limit, ifNaN float64) int {
+	if math.IsNaN(v) {
+		v = ifNaN
+	}
+	return int(math.Floor(max(-limit, min(limit, v)) / cellDeg))
+}
+
+func (r cellRange) count() int {
+	if r.x1 < r.x0 || r.y1 < r.y0 {
+		return 0
+	}
+	return (r.x1 - r.x0 + 1) * (r.y1 - r.y0 + 1)
+}
+
+func (r cellRange) has(k cell) bool {
+	return r.x0 <= k.x && k.x <= r.x1 && r.y0 <= k.y && k.y <= r.y1
+}
+
+func (r cellRange) each(f func(cell)) {
+	for x := r.x0; x <= r.x1; x++ {
+		for y := r.y0; y <= r.y1; y++ {
 			f(cell{x, y})
 		}
 	}
@@ -176,10 +215,9 @@ func (s *Store) AddAt(col string, feature []byte, at time.Time) error {
 		}
 	}
 	if i, ok := c.byID[id]; ok {
-		old := c.items[i]
-		cellsOf(old.bound, func(k cell) { c.grid[k] = remove(c.grid[k], i) })
+		c.unindex(i, c.items[i])
 		c.items[i] = e
-		cellsOf(e.bound, func(k cell) { c.grid[k] = append(c.grid[k], i) })
+		c.index(i, e)
 	} else {
 		c.insert(e)
 	}
@@ -203,7 +241,31 @@ func (c *collection) insert(e *entry) {
 	i := len(c.items)
 	c.items = append(c.items, e)
 	c.byID[e.id] = i
-	cellsOf(e.bound, func(k cell) { c.grid[k] = append(c.grid[k], i) })
+	c.index(i, e)
+}
+
+// index puts item i in the cells of its bound, or in wide.
+func (c *collection) index(i int, e *entry) {
+	r := rangeOf(e.bound)
+	if r.count() > wideCells {
+		c.wide = append(c.wide, i)
+		return
+	}
+	r.each(func(k cell) { c.grid[k] = append(c.grid[k], i) })
+}
+
+// unindex undoes index.
+func (c *collection) unindex(i int, e *entry) {
+	r := rangeOf(e.bound)
+	if r.count() > wideCells {
+		c.wide = remove(c.wide, i)
+		return
+	}
+	r.each(func(k cell) {
+		if c.grid[k] = remove(c.grid[k], i); len(c.grid[k]) == 0 {
+			delete(c.grid, k)
+		}
+	})
 }
 
 // extend grows the collection's extents by an entry.
@@ -354,30 +416,7 @@ func (s *Store) Query(col string, q Query) (Page, error) {
 	if !ok {
 		return Page{}, fmt.Errorf("oapi: no collection %q", col)
 	}
-	var candidates []int
-	cells := 0
-	for _, b := range q.BBoxes {
-		cells += cellCount(b)
-	}
-	if len(q.BBoxes) > 0 && cells < len(c.items) { // the grid index, when it narrows things down
-		seen := map[int]bool{}
-		for _, b := range q.BBoxes {
-			cellsOf(b, func(k cell) {
-				for _, i := range c.grid[k] {
-					if !seen[i] {
-						seen[i] = true
-						candidates = append(candidates, i)
-					}
-				}
-			})
-		}
-		sort.Ints(candidates)
-	} else {
-		candidates = make([]int, len(c.items))
-		for i := range candidates {
-			candidates[i] = i
-		}
-	}
+	candidates := c.candidates(q.BBoxes)
 	var p Page
 	for _, i := range candidates {
 		e := c.items[i]
@@ -392,13 +431,49 @@ func (s *Store) Query(col string, q Query) (Page, error) {
 	return p, nil
 }
 
-func cellCount(b orb.Bound) int {
-	w := math.Floor(b.Max[0]/cellDeg) - math.Floor(b.Min[0]/cellDeg) + 1
-	h := math.Floor(b.Max[1]/cellDeg) - math.Floor(b.Min[1]/cellDeg) + 1
-	if w*h > math.MaxInt32 {
-		return math.MaxInt32
+// candidates are the items, in order, that may meet one of the boxes: from
+// the grid index when the boxes cover fewer cells than there are items,
+// else all. The walk is bounded by the world's cells (rangeOf clamps) and
+// by the occupied ones: a box with more cells than the index holds walks
+// the index instead.
+func (c *collection) candidates(boxes []orb.Bound) []int {
+	ranges := make([]cellRange, len(boxes))
+	cells := 0
+	for k, b := range boxes {
+		ranges[k] = rangeOf(b)
+		cells += ranges[k].count()
 	}
-	return int(w * h)
+	if len(boxes) == 0 || cells >= len(c.items) {
+		all := make([]int, len(c.items))
+		for i := range all {
+			all[i] = i
+		}
+		return all
+	}
+	var out []int
+	seen := map[int]bool{}
+	add := func(is []int) {
+		for _, i := range is {
+			if !seen[i] {
+				seen[i] = true
+				out = append(out, i)
+			}
+		}
+	}
+	for _, r := range ranges {
+		if r.count() > len(c.grid) {
+			for k, is := range c.grid {
+				if r.has(k) {
+					add(is)
+				}
+			}
+			continue
+		}
+		r.each(func(k cell) { add(c.grid[k]) })
+	}
+	add(c.wide)
+	sort.Ints(out)
+	return out
 }
 
 func (q Query) match(e *entry) bool {

@@ -94,7 +94,7 @@ func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset, allow 
 		if err := Allowed(a.Href, allow); err != nil {
 			return fieldErr(field+".href", a.Href, err)
 		}
-		r, err := openRaster(ctx, sn, field+".href", a.Href)
+		r, err := openRaster(ctx, sn, field+".href", a.Href, allow)
 		if err != nil {
 			return err
 		}
@@ -111,7 +111,7 @@ func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset, allow 
 		if err := Allowed(a.Hrefs[band], allow); err != nil {
 			return fieldErr(field+".hrefs."+band, a.Hrefs[band], err)
 		}
-		r, err := openRaster(ctx, sn, field+".hrefs."+band, a.Hrefs[band])
+		r, err := openRaster(ctx, sn, field+".hrefs."+band, a.Hrefs[band], allow)
 		if err != nil {
 			return err
 		}
@@ -262,7 +262,10 @@ func checkDataType(sn mm.Sensor, band, dtype string) error {
 	return nil
 }
 
-func openRaster(ctx context.Context, sn mm.Sensor, field, href string) (*Raster, error) {
+// openRaster opens one file. With an allow list, what GDAL will open on
+// its behalf is checked first (confine.go) and only the driver of the
+// file's format may open it.
+func openRaster(ctx context.Context, sn mm.Sensor, field, href string, allow []string) (*Raster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -281,8 +284,16 @@ func openRaster(ctx context.Context, sn mm.Sensor, field, href string) (*Raster,
 			return nil, mm.Permanentf("%s: %s: is a directory, not a raster", field, describe(href))
 		}
 	}
+	opts := []godal.OpenOption{godal.RasterOnly()}
+	if len(allow) > 0 {
+		driver, err := vetRaster(path, allow)
+		if err != nil {
+			return nil, fieldErr(field, href, err)
+		}
+		opts = append(opts, godal.Drivers(driver))
+	}
 	ec := &errCollector{remote: r.remote}
-	ds, err := godal.Open(path, godal.RasterOnly(), godal.ErrLogger(ec.handler()))
+	ds, err := godal.Open(path, append(opts, godal.ErrLogger(ec.handler()))...)
 	if err != nil {
 		return nil, ec.wrap(field+": "+describe(href)+": not a readable raster", err)
 	}

@@ -1,0 +1,355 @@
+// How GDAL is kept inside the allow list: what a scene's raster may be,
+// and what GDAL may open on its behalf.
+
+package ingest
+
+/*
+#cgo pkg-config: gdal
+#include <cpl_conv.h>
+*/
+import "C"
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"unsafe"
+
+	"github.com/airbusgeo/godal"
+	mm "github.com/methanemap/methanemap"
+)
+
+// GDAL follows references from many formats: VRT sources, side-car files
+// (.ovr overviews, .msk masks, .aux.xml, world files), subdatasets, URLs in
+// XML (WMS, WMTS, MRF, PDS labels, GMLJP2 boxes...). A check of the href a
+// scene gives is no check of what GDAL reads. The confinement, complete
+// by construction rather than by a list of GDAL's tricks:
+//
+//  1. Side-cars are never looked for: GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR
+//     makes every driver see an empty directory beside the file it opens,
+//     so no .ovr, .msk, .aux.xml, .tfw or other sibling is read.
+//  2. With an allow list, a scene's raster may only be a GeoTIFF or a VRT,
+//     told by its first bytes (not its name), and it is opened with only
+//     that driver (GDALOpenEx's allowed drivers), so no other driver can
+//     claim it.
+//  3. A VRT is parsed here before GDAL sees it. Every element must be one
+//     a plain VRT of sourced bands uses (anything else, such as raw bands,
+//     warped or pansharpened VRTs, Python pixel functions, open options, is
+//     refused by name); every SourceFilename is resolved as GDAL resolves it
+//     (relativeToVRT) and must pass the allow list, and must itself be a
+//     GeoTIFF or a VRT that passes the same walk. Comments, CDATA and DTDs
+//     are refused so GDAL's XML parser and ours cannot read two documents.
+//  4. Python in VRTs is off (GDAL_VRT_ENABLE_PYTHON=NO) whatever the walk.
+//
+// JPEG 2000 is not among the formats: its GMLJP2 boxes carry XML whose
+// references were not audited. What remains is the operator's: an allowed
+// URL prefix trusts that server, including the redirects curl follows.
+func init() { confineGDAL() }
+
+func confineGDAL() {
+	for _, kv := range [][2]string{
+		{"GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"},
+		{"GDAL_VRT_ENABLE_PYTHON", "NO"},
+	} {
+		k, v := C.CString(kv[0]), C.CString(kv[1])
+		C.CPLSetConfigOption(k, v)
+		C.free(unsafe.Pointer(k))
+		C.free(unsafe.Pointer(v))
+	}
+}
+
+// Limits of what a confined open reads before GDAL does.
+const (
+	maxVRTBytes   = 4 << 20 // a VRT's XML
+	maxVRTSources = 4096    // distinct files the VRTs of one raster name
+	maxVRTDepth   = 4       // VRTs naming VRTs
+)
+
+// vetter walks what one raster will make GDAL open.
+type vetter struct {
+	al      *allowList
+	visited map[string]bool
+}
+
+// vetRaster checks, before GDAL opens path (a GDAL path, already allowed),
+// everything GDAL will open on its behalf, and returns the one driver that
+// may open it.
+func vetRaster(path string, allow []string) (string, error) {
+	al, err := parseAllow(allow)
+	if err != nil {
+		return "", mm.Permanent(err)
+	}
+	v := &vetter{al: al, visited: map[string]bool{}}
+	return v.vet(path, 0)
+}
+
+func (v *vetter) vet(path string, depth int) (string, error) {
+	if depth > maxVRTDepth {
+		return "", mm.Permanentf("VRTs nested more than %d deep", maxVRTDepth)
+	}
+	head, err := readHead(path, 512)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case isTIFF(head):
+		return "GTiff", nil
+	case isVRT(head):
+		data, err := readHead(path, maxVRTBytes+1)
+		if err != nil {
+			return "", err
+		}
+		if len(data) > maxVRTBytes {
+			return "", mm.Permanentf("a VRT of more than %d bytes", maxVRTBytes)
+		}
+		return "VRT", v.walkVRT(path, data, depth)
+	}
+	return "", mm.Permanentf("not a GeoTIFF or a VRT (with an allow list, scene rasters may only be these; JPEG 2000 and other formats are refused)")
+}
+
+func isTIFF(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("II*\x00")) || bytes.HasPrefix(b, []byte("MM\x00*")) ||
+		bytes.HasPrefix(b, []byte("II+\x00")) || bytes.HasPrefix(b, []byte("MM\x00+"))
+}
+
+func isVRT(b []byte) bool {
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if bytes.HasPrefix(b, []byte("<?xml")) {
+		if i := bytes.Index(b, []byte("?>")); i >= 0 {
+			b = bytes.TrimLeft(b[i+2:], " \t\r\n")
+		}
+	}
+	return len(b) >= 11 && strings.EqualFold(string(b[:11]), "<VRTDataset")
+}
+
+// readHead reads up to n bytes of a GDAL path: local files directly, remote
+// ones through GDAL's own virtual file system (the request GDAL would make).
+func readHead(path string, n int) ([]byte, error) {
+	if !hasVSIPrefix(path) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, mm.Permanentf("%v", err)
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+			return nil, mm.Permanentf("%s: not a regular file", path)
+		}
+		return io.ReadAll(io.LimitReader(f, int64(n)))
+	}
+	ec := &errCollector{remote: isRemote(path)}
+	f, err := godal.VSIOpen(path, godal.ErrLogger(ec.handler()))
+	if err != nil {
+		return nil, ec.wrap("read "+describe(path), err)
+	}
+	defer f.Close()
+	buf := make([]byte, 0, min(n, 64<<10))
+	chunk := make([]byte, 64<<10)
+	for len(buf) < n {
+		k, err := f.Read(chunk[:min(len(chunk), n-len(buf))])
+		buf = append(buf, chunk[:k]...)
+		if err != nil || k == 0 {
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, ec.wrap("read "+describe(path), err)
+			}
+			break
+		}
+	}
+	return buf, nil
+}
+
+// vrtElements are the elements of a plain VRT of sourced (or derived, with
+// built-in pixel functions) bands: all GDAL's BuildVRT and gdal_translate
+// -of VRT write, and none that makes GDAL open anything but SourceFilename.
+var vrtElements = setOf("VRTDataset", "SRS", "GeoTransform", "GCPList", "GCP", "Metadata", "MDI", "VRTRasterBand",
+	"MaskBand", "OverviewList", "Description", "UnitType", "Offset", "Scale", "CategoryNames", "Category", "ColorTable",
+	"Entry", "NoDataValue", "HideNoDataValue", "ColorInterp", "Histograms", "HistItem", "HistMin", "HistMax",
+	"BucketCount", "IncludeOutOfRange", "Approximate", "HistCounts", "Overview", "SourceFilename", "SourceBand",
+	"SimpleSource", "ComplexSource", "AveragedSource", "KernelFilteredSource", "Kernel", "Size", "Coefs",
+	"SourceProperties", "SrcRect", "DstRect", "ScaleOffset", "ScaleRatio", "NODATA", "UseMaskBand", "LUT",
+	"ColorTableComponent", "Exponent", "SrcMin", "SrcMax", "DstMin", "DstMax", "PixelFunctionType",
+	"PixelFunctionArguments", "SourceTransferType", "BlockXSize", "BlockYSize")
+
+// band subclasses that only read sources
+var vrtBandClasses = setOf("", "VRTSourcedRasterBand", "VRTDerivedRasterBand")
+
+func setOf(names ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range names {
+		m[strings.ToLower(n)] = true
+	}
+	return m
+}
+
+// walkVRT checks a VRT's XML and every source it names.
+func (v *vetter) walkVRT(path string, data []byte, depth int) error {
+	if bytes.Contains(data, []byte("<![CDATA[")) || bytes.Contains(data, []byte("<!")) {
+		return mm.Permanentf("VRT %s: comments, CDATA and DTDs are refused", describe(path))
+	}
+	d := xml.NewDecoder(bytes.NewReader(data))
+	d.Strict = true
+	var stack []string
+	var text strings.Builder
+	var rel string // the open SourceFilename's relativeToVRT
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return mm.Permanentf("VRT %s: %v", describe(path), err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if err := vetElement(t, len(stack)); err != nil {
+				return mm.Permanentf("VRT %s: %v", describe(path), err)
+			}
+			stack = append(stack, strings.ToLower(t.Name.Local))
+			text.Reset()
+			if strings.EqualFold(t.Name.Local, "SourceFilename") {
+				rel = attr(t, "relativeToVRT")
+			}
+		case xml.CharData:
+			text.Write(t)
+		case xml.EndElement:
+			name := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			switch name {
+			case "sourcefilename":
+				if err := v.source(path, text.String(), rel, depth); err != nil {
+					return err
+				}
+			case "srs":
+				if err := vetSRS(text.String()); err != nil {
+					return mm.Permanentf("VRT %s: SRS: %v", describe(path), err)
+				}
+			}
+			text.Reset()
+		case xml.ProcInst:
+			if t.Target != "xml" || len(stack) > 0 {
+				return mm.Permanentf("VRT %s: processing instruction %q refused", describe(path), t.Target)
+			}
+		default: // comments, directives
+			return mm.Permanentf("VRT %s: comments and directives are refused", describe(path))
+		}
+	}
+	return nil
+}
+
+func attr(t xml.StartElement, name string) string {
+	for _, a := range t.Attr {
+		if strings.EqualFold(a.Name.Local, name) && a.Name.Space == "" {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+// vetElement refuses elements a plain VRT does not use, and the dataset
+// and band subclasses that read anything but sources.
+func vetElement(t xml.StartElement, depth int) error {
+	name := t.Name.Local
+	if t.Name.Space != "" || !vrtElements[strings.ToLower(name)] {
+		return fmt.Errorf("element <%s> is not one a VRT of sourced bands uses: refused", name)
+	}
+	if depth == 0 && !strings.EqualFold(name, "VRTDataset") {
+		return fmt.Errorf("root element <%s>", name)
+	}
+	switch strings.ToLower(name) {
+	case "vrtdataset":
+		if c := attr(t, "subClass"); c != "" && !strings.EqualFold(c, "VRTDataset") {
+			return fmt.Errorf("VRT subclass %q refused (only plain VRTs of sourced bands)", c)
+		}
+	case "vrtrasterband":
+		if c := attr(t, "subClass"); !vrtBandClasses[strings.ToLower(c)] {
+			return fmt.Errorf("band subclass %q refused (only sourced and derived bands)", c)
+		}
+	}
+	for _, a := range t.Attr {
+		if strings.EqualFold(a.Name.Local, "PixelFunctionLanguage") || strings.EqualFold(a.Name.Local, "PixelFunctionCode") {
+			return errors.New("pixel function code refused")
+		}
+	}
+	return nil
+}
+
+// vetSRS accepts the forms GDAL writes (WKT, an authority code, PROJJSON),
+// not a file name or URL SetFromUserInput could read.
+func vetSRS(s string) error {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "":
+		return nil
+	case strings.HasPrefix(s, "{"):
+		return nil
+	case strings.IndexByte(s, '[') > 0 && !strings.ContainsAny(s[:strings.IndexByte(s, '[')], "/\\:. "):
+		return nil // WKT: KEYWORD[...]
+	}
+	if auth, code, ok := strings.Cut(s, ":"); ok && (strings.EqualFold(auth, "EPSG") || strings.EqualFold(auth, "ESRI")) && isDigits(code) {
+		return nil
+	}
+	return fmt.Errorf("%.40q is not WKT, PROJJSON or EPSG:n", s)
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// gdalRelative is GDAL's CPLIsFilenameRelative: what relativeToVRT="1"
+// puts the VRT's directory in front of. Its idea of absolute differs from
+// the kernel's ("C:/x", "\\x" and URLs are absolute to it): a name it
+// takes as absolute is opened as it is, relative to the working directory.
+func gdalRelative(name string) bool {
+	if name == "" || name[0] == '/' || name[0] == '\\' {
+		return false
+	}
+	r := name[1:]
+	return !(strings.HasPrefix(r, ":\\") || strings.HasPrefix(r, ":/") || strings.Contains(r, "://"))
+}
+
+// source resolves a SourceFilename as GDAL does, checks it against the
+// allow list, and walks it.
+func (v *vetter) source(vrtPath, name, rel string, depth int) error {
+	if name == "" || name != strings.TrimSpace(name) || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 }) {
+		return mm.Permanentf("VRT %s: source %.60q: empty, or with spaces or control characters around it", describe(vrtPath), name)
+	}
+	if rel != "" && rel != "0" && rel != "1" {
+		return mm.Permanentf("VRT %s: relativeToVRT=%q (want 0 or 1)", describe(vrtPath), rel)
+	}
+	p := name
+	if rel == "1" && gdalRelative(name) {
+		if hasVSIPrefix(vrtPath) {
+			p = vrtPath[:strings.LastIndexByte(vrtPath, '/')+1] + name
+		} else {
+			p = filepath.Dir(vrtPath) + string(filepath.Separator) + name
+		}
+	}
+	if err := v.al.check(p); err != nil {
+		return mm.Permanentf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
+	}
+	gp, err := GDALPath(p)
+	if err != nil {
+		return mm.Permanentf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
+	}
+	if v.visited[gp] {
+		return nil
+	}
+	if len(v.visited) >= maxVRTSources {
+		return mm.Permanentf("VRT %s: more than %d distinct sources", describe(vrtPath), maxVRTSources)
+	}
+	v.visited[gp] = true
+	if _, err := v.vet(gp, depth+1); err != nil {
+		return fmt.Errorf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/internal/testenv"
+)
+
+// countingServer serves dir and counts every request it gets.
+func countingServer(t *testing.T, dir string) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	fsrv := http.FileServer(http.Dir(dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		fsrv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+// TestAllowedPrefixTricks: URLs compared parsed, links resolved before "..".
+func TestAllowedPrefixTricks(t *testing.T) {
+	root := t.TempDir()
+	outsideDir := t.TempDir()
+	writeTestTIFF(t, root, "x.tif", 1, "Byte", "")
+	writeTestTIFF(t, outsideDir, "x.tif", 1, "Byte", "")
+	os.Mkdir(filepath.Join(root, "sub"), 0o755)
+	os.Mkdir(filepath.Join(outsideDir, "deep"), 0o755)
+	// link points outside: link/../x.tif is outsideDir/x.tif to the kernel
+	os.Symlink(filepath.Join(outsideDir, "deep"), filepath.Join(root, "link"))
+	tests := []struct {
+		name  string
+		allow []string
+		href  string
+		ok    bool
+	}{
+		{"url inside", []string{"http://h:8080/ok/"}, "http://h:8080/ok/x.tif", true},
+		{"url dot-dot out of the prefix", []string{"http://h:8080/ok/"}, "http://h:8080/ok/../secret/x.tif", false},
+		{"url encoded dot-dot", []string{"http://h:8080/ok/"}, "http://h:8080/ok/%2e%2e/secret/x.tif", false},
+		{"url encoded slash", []string{"http://h:8080/ok/"}, "http://h:8080/ok%2f..%2fsecret/x.tif", false},
+		{"url dot-dot staying inside", []string{"http://h:8080/ok/"}, "http://h:8080/ok/a/../x.tif", true},
+		{"userinfo hides the host", []string{"http://h:8080"}, "http://h:8080@other:9090/x.tif", false},
+		{"userinfo on the allowed host", []string{"http://h:8080"}, "http://user:pw@h:8080/x.tif", false},
+		{"prefix is a path segment, not a string", []string{"http://h:8080/ok"}, "http://h:8080/okay/x.tif", false},
+		{"host case and default port", []string{"https://Data.Example.org/s/"}, "https://data.example.org:443/s/a.tif", true},
+		{"other port", []string{"http://h:8080/"}, "http://h:8081/x.tif", false},
+		{"other scheme", []string{"http://h/"}, "https://h/x.tif", false},
+		{"host as a prefix string", []string{"http://h"}, "http://h.evil.com/x.tif", false},
+		{"vsicurl of an allowed URL", []string{"http://h/ok/"}, "/vsicurl/http://h/ok/x.tif", true},
+		{"vsicurl dot-dot", []string{"http://h/ok/"}, "/vsicurl/http://h/ok/../x.tif", false},
+		{"vsizip", []string{root}, "/vsizip/" + filepath.Join(root, "a.zip") + "/x.tif", false},
+		{"vsisubfile", []string{root}, "/vsisubfile/0_100," + filepath.Join(root, "x.tif"), false},
+		{"vsimem", []string{root}, "/vsimem/x.tif", false},
+		{"file url dot-dot", []string{"file://" + root + "/"}, "file://" + root + "/../" + filepath.Base(outsideDir) + "/x.tif", false},
+		{"file url inside", []string{"file://" + root + "/"}, "file://" + root + "/x.tif", true},
+		{"symlink then dot-dot", []string{root}, filepath.Join(root, "link") + "/../x.tif", false},
+		{"dot-dot inside", []string{root}, root + "/sub/../x.tif", true},
+		{"missing directory then dot-dot (the kernel fails too)", []string{root}, root + "/nodir/../x.tif", false},
+		{"plain outside", []string{root}, filepath.Join(outsideDir, "x.tif"), false},
+		{"s3 bucket", []string{"s3://bucket/scenes/"}, "s3://bucket/scenes/a.tif", true},
+		{"s3 other bucket", []string{"s3://bucket/scenes/"}, "s3://bucket2/scenes/a.tif", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Allowed(tt.href, tt.allow)
+			if (err == nil) != tt.ok {
+				t.Fatalf("Allowed(%q, %q) = %v, want ok=%v", tt.href, tt.allow, err, tt.ok)
+			}
+			if err != nil && !mm.IsPermanent(err) {
+				t.Errorf("refusal is not permanent: %v", err)
+			}
+		})
+	}
+}
+
+// TestVRTCannotEscape: a VRT, or a remote one, that names what the allow
+// list does not hold is refused before GDAL reads it; the server outside
+// the list gets no request, and a real raster outside is never scored.
+func TestVRTCannotEscape(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	secret := writeTestTIFF(t, outside, "naip.tif", 4, "Byte", "")
+	inside := writeTestTIFF(t, root, "ok.tif", 4, "Byte", "")
+	forbidden, hits := countingServer(t, outside)
+	served := t.TempDir()
+	allowedSrv, _ := countingServer(t, served)
+
+	vrt := func(dir, name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// what GDAL itself writes for a file outside the root
+	escape := filepath.Join(root, "escape.vrt")
+	testenv.Run(t, "", "gdal_translate", "-q", "-of", "VRT", secret, escape)
+	// and for a file inside it
+	good := filepath.Join(root, "good.vrt")
+	testenv.Run(t, "", "gdal_translate", "-q", "-of", "VRT", inside, good)
+	body, _ := os.ReadFile(good)
+	src := func(name, rel string) string {
+		s := strings.Replace(string(body), `<SourceFilename relativeToVRT="1">ok.tif</SourceFilename>`,
+			fmt.Sprintf(`<SourceFilename relativeToVRT="%s">%s</SourceFilename>`, rel, name), -1)
+		if !strings.Contains(string(body), `<SourceFilename relativeToVRT="1">ok.tif</SourceFilename>`) {
+			t.Fatalf("gdal_translate's VRT has no relative source to replace:\n%s", body)
+		}
+		return s
+	}
+	remoteSrc := vrt(root, "remote.vrt", src("/vsicurl/"+forbidden.URL+"/naip.tif", "0"))
+	relUp := vrt(root, "relup.vrt", src("../"+filepath.Base(outside)+"/naip.tif", "1"))
+	nested := vrt(root, "nested.vrt", src("escape.vrt", "1"))
+	raw := vrt(root, "raw.vrt", `<VRTDataset rasterXSize="10" rasterYSize="10"><SRS>EPSG:32615</SRS><GeoTransform>0,1,0,0,0,-1</GeoTransform>
+<VRTRasterBand dataType="Byte" band="1" subClass="VRTRawRasterBand"><SourceFilename relativetoVRT="0">`+secret+`</SourceFilename></VRTRasterBand></VRTDataset>`)
+	caseTrick := vrt(root, "case.vrt", strings.ReplaceAll(src(secret, "0"), "SourceFilename", "sourcefilename"))
+	comment := vrt(root, "comment.vrt", strings.ReplaceAll(src("ok.tif", "1"), "ok.tif", "ok.tif<!-- x -->"))
+	pixfn := vrt(root, "python.vrt", strings.Replace(src("ok.tif", "1"), `band="1" blockXSize="256" blockYSize="256">`, `band="1" subClass="VRTDerivedRasterBand"><PixelFunctionLanguage>Python</PixelFunctionLanguage>`, 1))
+	wms := vrt(root, "wms.xml", `<GDAL_WMS><Service name="TMS"><ServerUrl>`+forbidden.URL+`/${z}/${x}/${y}.png</ServerUrl></Service></GDAL_WMS>`)
+	viaWMS := vrt(root, "viawms.vrt", src("wms.xml", "1"))
+	// served from an allowed URL, naming a local file outside the root
+	os.Mkdir(filepath.Join(served, "ok"), 0o755)
+	vrt(served, "ok/local.vrt", src(secret, "0"))
+	vrt(served, "ok/up.vrt", src("../naip.tif", "1"))
+	writeTestTIFF(t, served, "naip.tif", 4, "Byte", "")
+
+	allow := []string{root, allowedSrv.URL + "/ok/"}
+	tests := []struct {
+		name, href, want string
+	}{
+		{"gdal_translate VRT of a file outside", escape, "not under an allowed"},
+		{"VRT naming /vsicurl/ of a host not allowed", remoteSrc, "not under an allowed"},
+		{"relative source climbing out", relUp, "not under an allowed"},
+		{"VRT naming a VRT that escapes", nested, "not under an allowed"},
+		{"raw band", raw, "VRTRawRasterBand"},
+		{"element names in another case", caseTrick, "not under an allowed"},
+		{"comment inside a source name", comment, "comments"},
+		{"python pixel function", pixfn, "PixelFunctionLanguage"},
+		{"a WMS description", wms, "not a GeoTIFF or a VRT"},
+		{"a VRT naming a WMS description", viaWMS, "not a GeoTIFF or a VRT"},
+		{"remote VRT naming a local file", allowedSrv.URL + "/ok/local.vrt", "not under an allowed"},
+		{"remote VRT naming ../", allowedSrv.URL + "/ok/up.vrt", "not under an allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: tt.href}}), Options{Allow: allow})
+			if err == nil {
+				src.Close()
+				t.Fatalf("%s was opened", tt.href)
+			}
+			if !mm.IsPermanent(err) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "assets.naip.href") {
+				t.Errorf("got %v, want a permanent error naming assets.naip.href and saying %q", err, tt.want)
+			}
+		})
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the server outside the allow list got %d requests", n)
+	}
+	// what is inside opens, as a file and as GDAL's VRT of it
+	for _, href := range []string{inside, good} {
+		src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: href}}), Options{Allow: allow})
+		if err != nil {
+			t.Errorf("%s: %v", href, err)
+			continue
+		}
+		src.Close()
+	}
+}
+
+// TestSideCarsAreNotRead: GDAL looks for files beside the ones it opens
+// (.aux.xml, .msk, .ovr), also for the sources of VRTs, where no sibling
+// list is given (the band groups ingest builds, the feed's mosaics, a
+// scene's VRT). A side-car that is a link to a file outside the root
+// would be read without any href naming it. None is read: here a PAM
+// side-car that would give the bands a nodata value.
+func TestSideCarsAreNotRead(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	aux := filepath.Join(outside, "evil.aux.xml")
+	os.WriteFile(aux, []byte(`<PAMDataset><PAMRasterBand band="1"><NoDataValue>42</NoDataValue></PAMRasterBand></PAMDataset>`), 0o644)
+	hrefs := map[string]string{}
+	for _, b := range []string{"B02", "B03"} {
+		p := writeTestTIFF(t, root, b+".tif", 1, "UInt16", "")
+		os.Symlink(aux, p+".aux.xml")
+		hrefs[b] = p
+	}
+	for _, allow := range [][]string{nil, {root}} {
+		src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Hrefs: hrefs}}), Options{Allow: allow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := src.Rasters[0]
+		if r.vrt == "" {
+			t.Fatal("the two bands were not grouped in a VRT")
+		}
+		for i, b := range r.ds.Bands() {
+			if nd, ok := b.NoData(); ok {
+				t.Errorf("allow %v: band %d of the group has nodata %v, from the side-car", allow, i+1, nd)
+			}
+		}
+		src.Close()
+	}
+}

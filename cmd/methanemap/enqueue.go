@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -15,10 +14,15 @@ import (
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
 	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/jsonl"
 	"github.com/methanemap/methanemap/worker"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// maxStdinLine is the longest JSON line enqueue - reads: a STAC
+// ItemCollection of a few thousand Items fits.
+const maxStdinLine = 16 << 20
 
 // runEnqueue queues scene messages, STAC Items and ItemCollections (and
 // JSON lines from stdin for "-"). Each valid scene is printed with queued
@@ -68,10 +72,12 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 	}
 	for _, f := range fs.Args() {
 		if f == "-" {
-			sc := bufio.NewScanner(os.Stdin)
-			sc.Buffer(make([]byte, 1<<20), 16<<20)
-			for line := 1; sc.Scan(); line++ {
-				scenes, err := ingest.ParseMessage(sc.Bytes())
+			// every line is queued or refused with its number, a long one too
+			err := jsonl.Each(os.Stdin, maxStdinLine, func(line int, data []byte, err error) {
+				var scenes []*mm.Scene
+				if err == nil {
+					scenes, err = ingest.ParseMessage(data)
+				}
 				if err != nil {
 					bad++
 					fmt.Fprintf(stderr, "stdin line %d: %v\n", line, err)
@@ -79,6 +85,9 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 				for _, s := range scenes {
 					queue(s)
 				}
+			})
+			if err != nil {
+				return fmt.Errorf("enqueue: reading stdin: %w", err)
 			}
 			continue
 		}

@@ -13,10 +13,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
+	"github.com/methanemap/methanemap/internal/datadir"
+	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/oapi"
 	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/publisher"
@@ -69,8 +72,25 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if len(allow) == 0 {
 		allow = stringList{*dataDir}
 	}
+	if err := ingest.ValidateAllow(allow); err != nil {
+		return usagef("serve: --allow: %v", err)
+	}
 	log.Info("scene hrefs allowed under", "allow", []string(allow))
 	url := *natsURL
+	if url == "" {
+		// one daemon per store, checked before anything is written to it
+		lock, err := datadir.Acquire(*dataDir)
+		if err != nil {
+			return mm.Permanentf("serve: --data: %w", err)
+		}
+		defer lock.Release()
+	}
+	// a busy address is refused before the broker starts or the model loads
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		return mm.Permanentf("serve: --http %s: %w", *httpAddr, err)
+	}
+	defer ln.Close()
 	if url == "" {
 		ns, err := embeddedServer(*natsListen, filepath.Join(*dataDir, "jetstream"))
 		if err != nil {
@@ -131,10 +151,6 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 			}
 		}
 		return res.Detections, sites, nil
-	}
-	ln, err := net.Listen("tcp", *httpAddr)
-	if err != nil {
-		return mm.Permanentf("serve: --http %s: %w", *httpAddr, err)
 	}
 	log.Info("HTTP listening", "addr", ln.Addr().String())
 	mux := http.NewServeMux()
@@ -203,17 +219,77 @@ func embeddedServer(listen, dir string) (*server.Server, error) {
 	if err != nil {
 		return nil, mm.Permanentf("serve: --nats-listen %q: bad port", listen)
 	}
+	if p == 0 {
+		p = server.DEFAULT_PORT // what the server does with 0
+	}
+	// the server only logs that it cannot listen, then never becomes
+	// ready: a busy address is told at once, with its cause
+	if p > 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			return nil, mm.Permanentf("serve: --nats-listen %s: %w", listen, err)
+		}
+		ln.Close()
+	}
 	ns, err := server.NewServer(&server.Options{Host: host, Port: p, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
 	if err != nil {
 		return nil, fmt.Errorf("serve: NATS server: %w", err)
 	}
+	// the address may be taken between the check and the server's own
+	// listen: its fatal message says why it stopped
+	start := &startupLog{fatal: make(chan string, 1)}
+	ns.SetLogger(start, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("serve: the embedded NATS server did not start")
+	for deadline := time.Now().Add(10 * time.Second); !ns.ReadyForConnections(100 * time.Millisecond); {
+		select {
+		case msg := <-start.fatal:
+			ns.Shutdown()
+			return nil, mm.Permanentf("serve: embedded NATS server on %s: %s", listen, msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			return nil, fmt.Errorf("serve: the embedded NATS server on %s did not start in 10s (last error: %s)", listen, start.lastError())
+		}
 	}
 	return ns, nil
 }
+
+// startupLog is the embedded server's logger: it keeps its first fatal
+// message and its last error (the server runs with NoLog, the daemon logs
+// its own lines).
+type startupLog struct {
+	fatal chan string
+	mu    sync.Mutex
+	err   string
+}
+
+func (l *startupLog) Fatalf(format string, v ...any) {
+	select {
+	case l.fatal <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+
+func (l *startupLog) Errorf(format string, v ...any) {
+	l.mu.Lock()
+	l.err = fmt.Sprintf(format, v...)
+	l.mu.Unlock()
+}
+
+func (l *startupLog) lastError() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == "" {
+		return "none"
+	}
+	return l.err
+}
+
+func (*startupLog) Noticef(string, ...any) {}
+func (*startupLog) Warnf(string, ...any)   {}
+func (*startupLog) Debugf(string, ...any)  {}
+func (*startupLog) Tracef(string, ...any)  {}
 
 // ensureStreams creates or updates the streams, waiting up to two minutes
 // for a JetStream that is still starting (a cluster electing its leaders,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -45,7 +46,11 @@ type Config struct {
 	Pairing   Pairing
 	MosaicDir string // where mosaic VRTs are written (must be readable by the workers)
 	HrefQuery string // appended to every asset href: a token or a signature ("" none)
-	Limit     int    // Items per page
+	// Allow is where the hrefs a mosaic names may point (ingest.Allowed;
+	// none: anywhere). GDAL opens each to write the mosaic, so a catalogue
+	// could otherwise make the feed read any file or URL.
+	Allow []string
+	Limit int // Items per page
 }
 
 // Stats count one pass.
@@ -200,6 +205,11 @@ func (f *Feed) Pass(ctx context.Context, dry func(*mm.Scene)) (Stats, error) {
 		// queue first, then record: a feed dying in between queues the
 		// scene again next time, and the message id makes that a no-op
 		if err := f.writeMosaics(mosaics); err != nil {
+			if mm.IsPermanent(err) { // an href refused: this scene only, not the pass
+				st.Unpaired["mosaic_refused"]++
+				f.log.Warn("feed: mosaic refused", "item", p.ID, "scene", sc.ID, "err", err)
+				continue
+			}
 			return st, fmt.Errorf("feed: mosaic for %s: %w", sc.ID, err)
 		}
 		dup, err := f.queue(ctx, sc)
@@ -287,9 +297,13 @@ func (f *Feed) scene(p ingest.Item, chosen map[mm.Sensor][]ingest.Item) (sc *mm.
 	return sc, ms, ""
 }
 
+// writeMosaics writes a scene's mosaics, all or none.
 func (f *Feed) writeMosaics(ms []mosaic) error {
-	for _, m := range ms {
-		if err := ingest.BuildMosaic(m.path, m.hrefs); err != nil {
+	for i, m := range ms {
+		if err := ingest.BuildMosaic(m.path, m.hrefs, f.cfg.Allow); err != nil {
+			for _, done := range ms[:i] {
+				os.Remove(done.path)
+			}
 			return err
 		}
 	}

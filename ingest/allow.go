@@ -49,7 +49,7 @@ func ValidateAllow(allow []string) error {
 // allowList is an allow list parsed once for many checks.
 type allowList struct {
 	raw  []string
-	dirs []string    // resolved absolute directories
+	dirs []string     // resolved absolute directories
 	urls []allowedURL // scheme, host, port and cleaned path
 }
 

@@ -210,3 +210,34 @@ func TestSideCarsAreNotRead(t *testing.T) {
 		src.Close()
 	}
 }
+
+// TestBuildMosaicChecksEveryHref: GDAL opens each href of a mosaic to
+// write it, so a catalogue naming a local file or a host outside the
+// allow list gets nothing written and nothing read.
+func TestBuildMosaicChecksEveryHref(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	a := writeTestTIFF(t, root, "a.tif", 1, "UInt16", "")
+	secret := writeTestTIFF(t, outside, "b.tif", 1, "UInt16", "")
+	wms := filepath.Join(root, "w.tif")
+	os.WriteFile(wms, []byte(`<GDAL_WMS><Service name="TMS"><ServerUrl>http://127.0.0.1:1/${z}/${x}/${y}.png</ServerUrl></Service></GDAL_WMS>`), 0o644)
+	forbidden, hits := countingServer(t, outside)
+	out := t.TempDir()
+	allow := []string{root, out}
+	for _, bad := range []string{secret, forbidden.URL + "/b.tif", "/vsicurl/" + forbidden.URL + "/b.tif", wms, "file://" + secret} {
+		dst := filepath.Join(out, "m.vrt")
+		err := BuildMosaic(dst, []string{a, bad}, allow)
+		if err == nil || !mm.IsPermanent(err) || !strings.Contains(err.Error(), "m.vrt") {
+			t.Errorf("mosaic of %s: %v, want a permanent error naming the mosaic", bad, err)
+		}
+		if _, err := os.Stat(dst); err == nil {
+			t.Errorf("mosaic of %s was written", bad)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the server outside the allow list got %d requests", n)
+	}
+	if err := BuildMosaic(filepath.Join(out, "ok.vrt"), []string{a, a}, allow); err != nil {
+		t.Errorf("mosaic of allowed files: %v", err)
+	}
+}

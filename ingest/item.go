@@ -72,13 +72,25 @@ func ParseItem(data []byte) (Item, error) {
 
 // BuildMosaic writes a VRT at path that mosaics the rasters at hrefs (local
 // paths or URLs, read as ingest reads them), later ones on top. The VRT
-// is written to a temporary name and renamed into place.
-func BuildMosaic(path string, hrefs []string) error {
+// is written to a temporary name and renamed into place. GDAL opens every
+// href to write the VRT: with an allow list each must pass it and be what
+// a confined Open accepts (a GeoTIFF, or a VRT whose sources pass), checked
+// before GDAL reads it; the error is permanent and names the href.
+func BuildMosaic(path string, hrefs []string, allow []string) error {
+	register()
 	srcs := make([]string, len(hrefs))
 	for i, h := range hrefs {
 		p, err := GDALPath(h)
 		if err != nil {
 			return err
+		}
+		if len(allow) > 0 {
+			if err := Allowed(h, allow); err != nil {
+				return mm.Permanentf("ingest: mosaic %s: %s: %w", filepath.Base(path), describe(h), err)
+			}
+			if _, err := vetRaster(p, allow); err != nil {
+				return fmt.Errorf("ingest: mosaic %s: %s: %w", filepath.Base(path), describe(h), err)
+			}
 		}
 		srcs[i] = p
 	}

@@ -18,6 +18,7 @@ import (
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
 	"github.com/methanemap/methanemap/feed"
+	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/worker"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,8 +59,16 @@ func runFeed(ctx context.Context, cfg configs.Config, args []string, stdout, std
 	replicas := fs.Int("replicas", 1, "replicas of the ledger's KV bucket (3 on a cluster)")
 	modelDir := fs.String("model", cfg.Model.Dir, "the model whose sensors are paired (default: the built-in demo model)")
 	httpAddr := fs.String("http", "", "serve /metrics here (default: nowhere)")
+	var allow stringList
+	fs.Var(&allow, "allow", "directory or URL prefix the hrefs a mosaic names may point to (repeatable; default: ingest.allow, else anywhere: the workers still check what they open)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if len(allow) == 0 {
+		allow = cfg.Ingest.Allow
+	}
+	if err := ingest.ValidateAllow(allow); err != nil {
+		return usagef("feed: --allow: %v", err)
 	}
 	if len(stacURLs) > 0 {
 		c.STAC = stacURLs
@@ -121,7 +130,7 @@ func runFeed(ctx context.Context, cfg configs.Config, args []string, stdout, std
 			return err
 		}
 	}
-	f, err := newFeed(ctx, c, m.Card.Chip.Sensors(), js, *replicas, met, log)
+	f, err := newFeed(ctx, c, allow, m.Card.Chip.Sensors(), js, *replicas, met, log)
 	if err != nil {
 		return err
 	}
@@ -153,8 +162,8 @@ func runFeed(ctx context.Context, cfg configs.Config, args []string, stdout, std
 
 // newFeed builds a feed from its configuration; with js nil it can only
 // run dry.
-func newFeed(ctx context.Context, c configs.Feed, sensors []mm.Sensor, js jetstream.JetStream, replicas int, met *feedMetrics, log *slog.Logger) (*feed.Feed, error) {
-	fc := feed.Config{Sensors: sensors, Collections: map[mm.Sensor][]string{}, BBox: c.BBox, Datetime: c.Datetime, MaxCloud: c.MaxCloud,
+func newFeed(ctx context.Context, c configs.Feed, allow []string, sensors []mm.Sensor, js jetstream.JetStream, replicas int, met *feedMetrics, log *slog.Logger) (*feed.Feed, error) {
+	fc := feed.Config{Allow: allow, Sensors: sensors, Collections: map[mm.Sensor][]string{}, BBox: c.BBox, Datetime: c.Datetime, MaxCloud: c.MaxCloud,
 		Pairing:   feed.Pairing{Window: c.PairWindow, S1Window: c.S1Window, MaxCloud: c.MaxCloud},
 		MosaicDir: c.MosaicDir, HrefQuery: strings.TrimPrefix(c.HrefQuery, "?"), Limit: c.Limit}
 	for k, v := range c.Collections {

@@ -13,6 +13,7 @@ import (
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
+	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/model"
 	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/publisher"
@@ -39,8 +40,16 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	noProbes := fs.Bool("no-probes", false, "do not re-score half-shifted chips around detections to place sites")
 	var prof profiles
 	prof.flags(fs)
+	var allow stringList
+	fs.Var(&allow, "allow", "directory or URL prefix scene hrefs, and what GDAL opens for them, must lie in (repeatable; default: ingest.allow, else anywhere)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if len(allow) == 0 {
+		allow = cfg.Ingest.Allow
+	}
+	if err := ingest.ValidateAllow(allow); err != nil {
+		return usagef("score: --allow: %v", err)
 	}
 	if len(sceneFiles) == 0 || *out == "" {
 		return usagef("score: --scene and -o are required")
@@ -103,7 +112,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	prog := newProgress(stderr, *quiet)
 	run := &scoreRun{model: m, started: time.Now(), skipped: map[string]int{}, stride: *stride}
-	opts := pipeline.Options{Stride: *stride, Threshold: *threshold, Cutters: *cutters, NoProbes: *noProbes, AOI: aoi,
+	opts := pipeline.Options{Stride: *stride, Threshold: *threshold, Cutters: *cutters, NoProbes: *noProbes, AOI: aoi, Allow: allow,
 		Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Progress: prog}
 	for _, sc := range scenes {
 		for _, note := range pipeline.Assumptions(sc, m.Card) {

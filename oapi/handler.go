@@ -349,8 +349,8 @@ func (a *api) items(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page, err := a.st.Query(info.ID, q)
-	if err != nil {
-		fail(w, http.StatusNotFound, "NotFound", err.Error())
+	if err != nil { // the collection exists and parseItems refuses what Query would: a bug
+		fail(w, http.StatusInternalServerError, "ServerError", err.Error())
 		return
 	}
 	u := c.base + "/collections/" + url.PathEscape(info.ID) + "/items"

@@ -26,6 +26,17 @@ func square(id, class, scene string, lon, lat, score float64, acquired string) [
 }
 
 func testServer(t *testing.T) (*Store, *httptest.Server) {
+	st := testStore(t)
+	mux := http.NewServeMux()
+	Register(mux, st, Options{Title: "test", Extra: []Link{{Href: "/map", Rel: "related", Type: "text/html", Title: "map"}}})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { closeWithin(t, srv) })
+	return st, srv
+}
+
+// testStore holds 25 detections on a grid near -93.6, 42, one near the
+// antimeridian and one site.
+func testStore(t testing.TB) *Store {
 	st := NewStore(Detections, Sites)
 	classes := []string{"cafo", "landfill", "coal_mine"}
 	for i := range 25 {
@@ -38,11 +49,7 @@ func testServer(t *testing.T) (*Store, *httptest.Server) {
 	// one across the antimeridian's neighbourhood, one point site
 	st.Add("detections", square("far/1:720:0:0/cafo", "cafo", "far", 179.99, -16.5, 0.9, "2024-01-01T00:00:00Z"))
 	st.Add("sites", []byte(`{"type":"Feature","id":"cafo/s0/1","geometry":{"type":"Point","coordinates":[-93.6,42.0]},"properties":{"class":"cafo","max_score":0.8,"scene_ids":["s0","s1"]}}`))
-	mux := http.NewServeMux()
-	Register(mux, st, Options{Title: "test", Extra: []Link{{Href: "/map", Rel: "related", Type: "text/html", Title: "map"}}})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return st, srv
+	return st
 }
 
 func get(t *testing.T, u string, accept string) (*http.Response, map[string]any) {

@@ -416,6 +416,12 @@ func (s *Store) Query(col string, q Query) (Page, error) {
 	if !ok {
 		return Page{}, fmt.Errorf("oapi: no collection %q", col)
 	}
+	for _, b := range q.BBoxes {
+		// every comparison with NaN fails, so such a box would match everything
+		if math.IsNaN(b.Min[0]) || math.IsNaN(b.Min[1]) || math.IsNaN(b.Max[0]) || math.IsNaN(b.Max[1]) {
+			return Page{}, fmt.Errorf("oapi: query %s: bbox %v holds NaN", col, b)
+		}
+	}
 	candidates := c.candidates(q.BBoxes)
 	var p Page
 	for _, i := range candidates {

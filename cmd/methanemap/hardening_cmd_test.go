@@ -242,3 +242,53 @@ func TestFeedStandaloneMosaic(t *testing.T) {
 		t.Errorf("gdalinfo %s: %v\n%s", vrt, err, out)
 	}
 }
+
+// TestServeFeedMosaicFirstPass: serve's feed loop, in a fresh daemon
+// process, runs its first pass before any scene was opened there; the
+// catalogue's first (and only) scene needs a Sentinel-2 mosaic, which the
+// pass builds and queues.
+func TestServeFeedMosaicFirstPass(t *testing.T) {
+	fixture := fixtureDir(t)
+	root := t.TempDir()
+	api := feedCatalogue(t, fixture, root)
+	var items []map[string]any
+	for _, it := range api.items {
+		switch it["id"] {
+		case "naip-b", "s2-west", "s2-east", "s1-2024":
+			items = append(items, it)
+		}
+	}
+	api.items = items
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	mosaics := filepath.Join(root, "mosaics")
+	conf := filepath.Join(root, "methanemap.yaml")
+	writeFile(t, conf, fmt.Sprintf(`feed:
+  stac: [%q]
+  datetime: 2023-01-01T00:00:00Z/2025-12-31T00:00:00Z
+  limit: 2
+  rate: 0
+  interval: 1h
+  mosaic_dir: %q
+`, srv.URL+"/search", mosaics))
+	t.Setenv("METHANEMAP_CONFIG", conf)
+	p := spawn(t, nil, serveArgs(filepath.Join(root, "data"), "--allow", fixture, "--allow", root)...)
+	for i := 0; !strings.Contains(p.stderr.String(), `msg="feed pass"`); i++ {
+		select {
+		case <-p.exited:
+			t.Fatalf("serve exited %d before its first feed pass:\n%s", p.wait(), p.stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i == 1800 {
+			t.Fatalf("no feed pass in three minutes:\n%s", p.stderr.String())
+		}
+	}
+	log := p.stderr.String()
+	if !strings.Contains(log, "queued=1 ") || strings.Contains(log, "feed pass failed") {
+		t.Errorf("the first feed pass did not queue naip-b:\n%s", log)
+	}
+	vrt := filepath.Join(mosaics, "naip-b", "s2-B04.vrt")
+	if out, err := exec.Command("gdalinfo", vrt).CombinedOutput(); err != nil {
+		t.Errorf("gdalinfo %s: %v\n%s", vrt, err, out)
+	}
+}

@@ -13,7 +13,7 @@ type Config struct {
 	Prefix      string          // subject prefix (default "methanemap")
 	Concurrency int             // scenes in flight per worker (default 1)
 	AckWait     time.Duration   // before an unacked scene is redelivered (default 2m)
-	MaxDeliver  int             // deliveries before a scene is dead-lettered (default 5)
+	MaxDeliver  int             // deliveries that may run a scene before it is dead-lettered (default 5)
 	Backoff     []time.Duration // Nak delays by delivery (default 5s, 30s, 2m)
 	Replicas    int             // stream replicas (default 1; 3 on a cluster)
 	MaxAge      time.Duration   // retention of detections, events and dead letters (default 30 days)
@@ -73,6 +73,9 @@ const (
 	EventsStream     = "METHANEMAP_EVENTS"
 	DeadStream       = "METHANEMAP_DEAD"
 	ConsumerName     = "workers"
+	// SceneStateBucket is the KV bucket that remembers done scenes, one
+	// key per scene id, for MaxAge (see Enqueue).
+	SceneStateBucket = "methanemap-scene-state"
 )
 
 // EnsureStreams creates or updates the streams and the durable pull
@@ -94,11 +97,27 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) (jet
 			return nil, fmt.Errorf("worker: stream %s: %w", sc.Name, err)
 		}
 	}
+	// the work-queue stream forgets acked jobs, and with them their
+	// Nats-Msg-Id once its duplicate window (or a restart) is past: done
+	// scenes are remembered here, as long as their events are kept
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SceneStateBucket, TTL: cfg.MaxAge,
+		Replicas: cfg.Replicas, Storage: jetstream.FileStorage, Description: "methanemap: the scenes done, one key each"}); err != nil {
+		return nil, fmt.Errorf("worker: KV bucket %s: %w", SceneStateBucket, err)
+	}
 	c, err := js.CreateOrUpdateConsumer(ctx, ScenesStream, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
+		Durable:   ConsumerName,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   cfg.AckWait,
+		// One delivery more than may run the scene. A delivery that ends
+		// (done, failed, released) acks, naks or terms its job, but a
+		// worker killed by the scene itself (out of memory, a crash in
+		// GDAL) says nothing: the job comes back after AckWait, kills the
+		// next worker, and at MaxDeliver the stream would drop it without
+		// a word. So delivery MaxDeliver+1 is never run: the worker
+		// dead-letters it with a final failed event (handle). The stream's
+		// own delivery count does this with no write per start, and holds
+		// however many workers died.
+		MaxDeliver:    cfg.MaxDeliver + 1,
 		MaxAckPending: 1000,
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/ingest"
@@ -31,6 +32,9 @@ type Worker struct {
 
 	mu    sync.Mutex
 	stats Stats
+
+	kvMu   sync.Mutex
+	states jetstream.KeyValue // SceneStateBucket, once looked up
 }
 
 // Stats counts what a worker did since it started.
@@ -97,7 +101,9 @@ type DeadLetter struct {
 	Delivery uint64          `json:"delivery"`
 	Time     time.Time       `json:"time"`
 	Message  json.RawMessage `json:"message,omitempty"`
-	Raw      string          `json:"raw,omitempty"` // the message when it is not JSON
+	Raw      string          `json:"raw,omitempty"` // the message when it is UTF-8 but not JSON
+	// RawBase64 is the message when it is not UTF-8, in base64.
+	RawBase64 []byte `json:"raw_base64,omitempty"`
 }
 
 // Run fetches and processes scenes, Concurrency at a time, until ctx is
@@ -160,29 +166,57 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// job is one delivery of a scene message.
+type job struct {
+	msg      jetstream.Msg
+	scene    string // "" while (or when) the message names no scene
+	delivery uint64
+	// seq is the message's sequence in the scenes stream: redeliveries
+	// share it, each enqueueing of a scene has its own. Event ids carry
+	// it, so that the events of a scene run again (enqueue --force, or
+	// queued again once it has left the duplicate window) are not taken
+	// for duplicates of its earlier run's.
+	seq uint64
+}
+
+func newJob(msg jetstream.Msg) job {
+	j := job{msg: msg, delivery: 1}
+	if meta, err := msg.Metadata(); err == nil {
+		j.delivery, j.seq = meta.NumDelivered, meta.Sequence.Stream
+	}
+	return j
+}
+
 // handle applies the ack policy to one message. ctx ends only when the
 // shutdown grace is over: the scene is then handed back unfinished.
 func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 	t0 := time.Now()
 	ctx := context.WithoutCancel(hard) // for acks, events and dead letters
-	meta, _ := msg.Metadata()
-	delivery := uint64(1)
-	if meta != nil {
-		delivery = meta.NumDelivered
-	}
+	j := newJob(msg)
 	scenes, err := ingest.ParseMessage(msg.Data())
 	if err == nil && len(scenes) != 1 {
 		err = mm.Permanentf("a scene job holds one scene, this message holds %d", len(scenes))
 	}
 	if err != nil {
-		w.giveUp(ctx, msg, "", delivery, err)
+		// a message whose id can be read names its scene, so that the
+		// scene's watchers (enqueue --wait) hear of the failure
+		j.scene = readableID(msg.Data())
+		w.giveUp(ctx, j, err)
 		return
 	}
 	sc := scenes[0]
-	log := w.log.With("scene", sc.ID, "delivery", delivery)
+	j.scene = sc.ID
+	if j.delivery > uint64(w.cfg.MaxDeliver) {
+		// the consumer delivers once more than MaxDeliver (EnsureStreams):
+		// this delivery only comes when the one before never ended
+		w.giveUp(ctx, j, fmt.Errorf("worker: scene %s: delivery %d never ended (the worker running it died or went silent for the ack wait: out of memory? a crash?); after %d deliveries it is not run again",
+			sc.ID, j.delivery-1, w.cfg.MaxDeliver))
+		return
+	}
+	log := w.log.With("scene", sc.ID, "delivery", j.delivery)
 	w.count(func(s *Stats) { s.InFlight++ })
 	defer w.count(func(s *Stats) { s.InFlight-- })
-	w.event(ctx, Event{Scene: sc.ID, Event: "started", Delivery: delivery})
+	w.event(ctx, Event{Scene: sc.ID, Event: "started", Delivery: j.delivery})
 	stop := w.heartbeat(msg)
 	defer stop()
 	dets, sites, err := w.process(hard, sc, func(done, total int) {
@@ -194,47 +228,67 @@ func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 		w.cfg.Observe("publish", time.Since(p0))
 	}
 	switch {
-	case hard.Err() != nil && err != nil && delivery >= uint64(w.cfg.MaxDeliver):
-		// a Nak would still use up the last delivery: the stream would drop
-		// the scene without a word, so it is given up on, with the reason
-		w.giveUp(ctx, msg, sc.ID, delivery, fmt.Errorf("worker shutting down during the scene's last delivery (%d of %d): %w", delivery, w.cfg.MaxDeliver, err))
-	case hard.Err() != nil && err != nil:
+	case err == nil:
+		w.done(ctx, j, log, t0, dets, sites)
+	case hard.Err() != nil && j.delivery >= uint64(w.cfg.MaxDeliver):
+		// a Nak would bring the delivery that is not run: the scene is
+		// given up on now, with the true reason
+		w.giveUp(ctx, j, fmt.Errorf("worker shutting down during the scene's last delivery (%d of %d): %w", j.delivery, w.cfg.MaxDeliver, err))
+	case hard.Err() != nil:
 		// shutting down: not the scene's fault; another worker takes it now
 		log.Warn("shutdown: scene handed back unfinished", "err", err)
 		w.count(func(s *Stats) { s.Released++ })
-		w.finalEvent(ctx, Event{Scene: sc.ID, Event: "released", Reason: "worker shutting down", Delivery: delivery})
+		w.finalEvent(ctx, j, Event{Scene: sc.ID, Event: "released", Reason: "worker shutting down", Delivery: j.delivery})
 		if err := msg.Nak(); err != nil {
 			log.Warn("nak", "err", err)
 		}
-	case err == nil:
-		counts := map[string]int{}
-		for _, d := range dets {
-			counts[string(d.Class)]++
-		}
-		// the done event before the ack: a worker dying in between only
-		// makes the scene run again, never a done scene without its event
-		w.finalEvent(ctx, Event{Scene: sc.ID, Event: "done", Detections: counts, Sites: len(sites), Delivery: delivery})
-		if err := msg.DoubleAck(ctx); err != nil {
-			log.Warn("ack", "err", err)
-		}
-		w.cfg.Observe("scene", time.Since(t0))
-		w.count(func(s *Stats) {
-			s.Done++
-			s.Sites += len(sites)
-			for k, v := range counts {
-				s.Detections[k] += v
-			}
-		})
-		log.Info("scene done", "detections", len(dets), "sites", len(sites))
-	case mm.IsPermanent(err) || delivery >= uint64(w.cfg.MaxDeliver):
-		w.giveUp(ctx, msg, sc.ID, delivery, err)
+	case mm.IsPermanent(err) || j.delivery >= uint64(w.cfg.MaxDeliver):
+		w.giveUp(ctx, j, err)
 	default:
-		delay := w.cfg.Backoff[min(int(delivery)-1, len(w.cfg.Backoff)-1)]
+		delay := w.cfg.Backoff[min(int(j.delivery)-1, len(w.cfg.Backoff)-1)]
 		log.Warn("scene failed, will retry", "err", err, "in", delay)
 		w.count(func(s *Stats) { s.Retried++ })
-		w.finalEvent(ctx, Event{Scene: sc.ID, Event: "failed", Reason: err.Error(), Delivery: delivery, Retry: true})
+		w.finalEvent(ctx, j, Event{Scene: sc.ID, Event: "failed", Reason: err.Error(), Delivery: j.delivery, Retry: true})
 		msg.NakWithDelay(delay)
 	}
+}
+
+// done records a scene done, publishes its done event and acks its job.
+func (w *Worker) done(ctx context.Context, j job, log *slog.Logger, t0 time.Time, dets []mm.Detection, sites []mm.Site) {
+	counts := map[string]int{}
+	for _, d := range dets {
+		counts[string(d.Class)]++
+	}
+	// remembered before its done event, whose expiry then comes after
+	// the record's; the done event before the ack: a worker dying in
+	// between only makes the scene run again, never a done scene without
+	// its event
+	w.remember(ctx, j)
+	w.finalEvent(ctx, j, Event{Scene: j.scene, Event: "done", Detections: counts, Sites: len(sites), Delivery: j.delivery})
+	if err := j.msg.DoubleAck(ctx); err != nil {
+		log.Warn("ack", "err", err)
+	}
+	w.cfg.Observe("scene", time.Since(t0))
+	w.count(func(s *Stats) {
+		s.Done++
+		s.Sites += len(sites)
+		for k, v := range counts {
+			s.Detections[k] += v
+		}
+	})
+	log.Info("scene done", "detections", len(dets), "sites", len(sites))
+}
+
+// readableID is the "id" of a message that is JSON with a valid scene id
+// there, else "".
+func readableID(data []byte) string {
+	var v struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(data, &v) != nil || !mm.ValidSceneID(v.ID) {
+		return ""
+	}
+	return v.ID
 }
 
 // heartbeat keeps a long scene from being redelivered while it runs.
@@ -255,27 +309,34 @@ func (w *Worker) heartbeat(msg jetstream.Msg) (stop func()) {
 	return func() { close(done) }
 }
 
-// giveUp terminates the message and writes a dead letter with the reason.
-func (w *Worker) giveUp(ctx context.Context, msg jetstream.Msg, scene string, delivery uint64, err error) {
+// giveUp terminates the message and writes a dead letter with the reason;
+// a message that names its scene gets a final failed event too.
+func (w *Worker) giveUp(ctx context.Context, j job, err error) {
 	reason := err.Error()
-	w.log.Error("scene given up", "scene", scene, "delivery", delivery, "reason", reason)
+	w.log.Error("scene given up", "scene", j.scene, "delivery", j.delivery, "reason", reason)
 	w.count(func(s *Stats) { s.Dead++ })
-	dl := DeadLetter{Scene: scene, Reason: reason, Delivery: delivery, Time: time.Now().UTC()}
-	if json.Valid(msg.Data()) {
-		dl.Message = msg.Data()
-	} else {
-		dl.Raw = string(msg.Data())
+	dl := DeadLetter{Scene: j.scene, Reason: reason, Delivery: j.delivery, Time: time.Now().UTC()}
+	switch data := j.msg.Data(); {
+	case !utf8.Valid(data):
+		// as a string it would not be valid JSON (RFC 8259 is UTF-8), and
+		// encoding/json would swap its bytes for U+FFFD
+		dl.RawBase64 = data
+	case json.Valid(data):
+		dl.Message = data
+	default:
+		dl.Raw = string(data)
 	}
 	data, _ := json.Marshal(dl)
 	// one dead letter per message and delivery, however often it is retried
-	id := fmt.Sprintf("dead:%d:%d", delivery, msgSeq(msg))
+	id := fmt.Sprintf("dead:%d:%d", j.delivery, j.seq)
 	if perr := w.publishRetry(ctx, w.cfg.dead(), data, id); perr != nil {
 		w.log.Error("dead letter", "err", perr)
 	}
-	if scene != "" {
-		w.finalEvent(ctx, Event{Scene: scene, Event: "failed", Reason: reason, Delivery: delivery})
+	if j.scene != "" {
+		w.forget(ctx, j.scene)
+		w.finalEvent(ctx, j, Event{Scene: j.scene, Event: "failed", Reason: reason, Delivery: j.delivery})
 	}
-	msg.TermWithReason(truncate(reason, 200))
+	j.msg.TermWithReason(truncate(reason, 200))
 }
 
 // SiteMsgID is a site's Nats-Msg-Id: its id, which names the place
@@ -338,21 +399,13 @@ func retryable(err error) bool {
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
 }
 
-// msgSeq is a message's sequence in its stream (0 when unknown).
-func msgSeq(msg jetstream.Msg) uint64 {
-	if meta, err := msg.Metadata(); err == nil {
-		return meta.Sequence.Stream
-	}
-	return 0
-}
-
 // finalEvent publishes an event that ends a delivery (done, failed,
 // released), retrying as publishRetry does: `enqueue --wait` and other
 // watchers rely on it. Progress events are best effort (event).
-func (w *Worker) finalEvent(ctx context.Context, e Event) {
+func (w *Worker) finalEvent(ctx context.Context, j job, e Event) {
 	e.Time = time.Now().UTC()
 	data, _ := json.Marshal(e)
-	id := fmt.Sprintf("%s:%s:%d", e.Scene, e.Event, e.Delivery)
+	id := fmt.Sprintf("%s:%s:%d:%d", e.Scene, e.Event, e.Delivery, j.seq)
 	if err := w.publishRetry(ctx, w.cfg.events(e.Scene), data, id); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		w.log.Error("event lost", "scene", e.Scene, "event", e.Event, "err", err)
 	}
@@ -371,42 +424,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
-}
-
-// Enqueue publishes a scene job with the scene id as Nats-Msg-Id and
-// reports whether the stream already held it. A new job gets an
-// "accepted" event, unless a worker has already reported on it (a worker
-// can take, and finish, the scene before that event is published: the
-// scene's last event must stay the worker's).
-func Enqueue(ctx context.Context, js jetstream.JetStream, cfg Config, sc *mm.Scene) (duplicate bool, err error) {
-	cfg.defaults()
-	data, err := json.Marshal(sc)
-	if err != nil {
-		return false, err
-	}
-	// the scene's last event before the job: "accepted" goes after it only
-	var last uint64
-	if events, err := js.Stream(ctx, EventsStream); err == nil {
-		m, err := events.GetLastMsgForSubject(ctx, cfg.events(sc.ID))
-		switch {
-		case err == nil:
-			last = m.Sequence
-		case !errors.Is(err, jetstream.ErrMsgNotFound):
-			return false, fmt.Errorf("worker: enqueue %s: events: %w", sc.ID, err)
-		}
-	}
-	ack, err := js.Publish(ctx, cfg.scenes(), data, jetstream.WithMsgID(sc.ID))
-	if err != nil {
-		return false, fmt.Errorf("worker: enqueue %s: %w", sc.ID, err)
-	}
-	if !ack.Duplicate {
-		ev, _ := json.Marshal(Event{Scene: sc.ID, Event: "accepted", Time: time.Now().UTC()})
-		var apiErr *jetstream.APIError
-		_, err := js.Publish(ctx, cfg.events(sc.ID), ev, jetstream.WithExpectLastSequencePerSubject(last))
-		if err != nil && !(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
-			return false, fmt.Errorf("worker: enqueue %s: event: %w", sc.ID, err)
-		}
-	}
-	return ack.Duplicate, nil
 }

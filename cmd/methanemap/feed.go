@@ -110,6 +110,15 @@ func runFeed(ctx context.Context, cfg configs.Config, args []string, stdout, std
 		return usagef("feed: give at least one --stac URL (a STAC API /search endpoint), or feed.stac in the config")
 	}
 	log := newLogger(cfg.Log, stderr)
+	// a busy address is refused before the model loads or NATS is dialled
+	var ln net.Listener
+	if *httpAddr != "" {
+		var err error
+		if ln, err = net.Listen("tcp", *httpAddr); err != nil {
+			return mm.Permanentf("feed: --http %s: %w", *httpAddr, err)
+		}
+		defer ln.Close()
+	}
 	m, err := loadModel(*modelDir)
 	if err != nil {
 		return err
@@ -135,11 +144,7 @@ func runFeed(ctx context.Context, cfg configs.Config, args []string, stdout, std
 		return err
 	}
 
-	if *httpAddr != "" {
-		ln, err := net.Listen("tcp", *httpAddr)
-		if err != nil {
-			return mm.Permanentf("feed: --http %s: %w", *httpAddr, err)
-		}
+	if ln != nil {
 		log.Info("HTTP listening", "addr", ln.Addr().String())
 		mux := http.NewServeMux()
 		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {

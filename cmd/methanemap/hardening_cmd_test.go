@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -141,6 +143,15 @@ func TestServeBusyAddresses(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(data, "jetstream")); err == nil {
 			t.Errorf("%s %s: the embedded server was started before the refusal", flag, busy)
 		}
+	}
+	// feed's --http too, before it dials NATS (nothing listens at --nats)
+	// or asks the catalogue anything
+	var asked atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Add(1) }))
+	defer api.Close()
+	p := spawn(t, nil, "feed", "--stac", api.URL+"/search", "--once", "--http", busy, "--nats", "nats://"+busy)
+	if code, stderr := p.wait(), p.stderr.String(); code != 2 || !strings.Contains(stderr, "--http "+busy) || !strings.Contains(stderr, "address already in use") || asked.Load() > 0 {
+		t.Errorf("feed --http %s: exit %d after %d catalogue requests, want 2 naming the address and its cause at once:\n%s", busy, code, asked.Load(), stderr)
 	}
 }
 

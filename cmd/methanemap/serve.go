@@ -18,8 +18,8 @@ import (
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/configs"
-	"github.com/methanemap/methanemap/internal/datadir"
 	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/datadir"
 	"github.com/methanemap/methanemap/oapi"
 	"github.com/methanemap/methanemap/pipeline"
 	"github.com/methanemap/methanemap/publisher"

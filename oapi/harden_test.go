@@ -213,6 +213,10 @@ func TestStoreBoxesBounded(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	// one index entry for it, not the world's million cells
+	if c := st.cols["detections"]; len(c.wide) != 1 || len(c.grid) != 4 {
+		t.Errorf("the huge polygon: %d wide entries, %d cells indexed; want 1 and the squares' 4", len(c.wide), len(c.grid))
+	}
 	nan, inf := math.NaN(), math.Inf(1)
 	for _, c := range []struct {
 		b    orb.Bound
@@ -222,6 +226,7 @@ func TestStoreBoxesBounded(t *testing.T) {
 		{orb.Bound{Min: orb.Point{-1e300, -1e300}, Max: orb.Point{1e300, 1e300}}, 21},
 		{orb.Bound{Min: orb.Point{-93.605, 41.99}, Max: orb.Point{-93.595, 42.01}}, 2}, // one square and the huge one
 		{orb.Bound{Min: orb.Point{10, 10}, Max: orb.Point{10.1, 10.1}}, 1},             // only inside the huge one
+		{orb.Bound{Min: orb.Point{-93.9, 41.6}, Max: orb.Point{-93.455, 42.4}}, 16},    // 12 cells, more than the 4 occupied: the index is walked
 	} {
 		within(t, fmt.Sprintf("a query over %v", c.b), func() {
 			p, err := st.Query("detections", Query{Limit: 100, BBoxes: []orb.Bound{c.b}})
@@ -239,7 +244,7 @@ func TestStoreBoxesBounded(t *testing.T) {
 	})
 	// replaced by a small one elsewhere, the huge polygon leaves the index
 	st.Add("detections", square("huge", "cafo", "s", 100, 10, 0.5, "2023-07-10T17:00:00Z"))
-	if p, _ := st.Query("detections", Query{Limit: 100, BBoxes: []orb.Bound{{Min: orb.Point{10, 10}, Max: orb.Point{10.1, 10.1}}}}); p.Matched != 0 {
-		t.Errorf("the replaced huge polygon still matches: %d", p.Matched)
+	if p, _ := st.Query("detections", Query{Limit: 100, BBoxes: []orb.Bound{{Min: orb.Point{10, 10}, Max: orb.Point{10.1, 10.1}}}}); p.Matched != 0 || len(st.cols["detections"].wide) != 0 {
+		t.Errorf("the replaced huge polygon still matches (%d) or is still indexed (%d wide)", p.Matched, len(st.cols["detections"].wide))
 	}
 }

@@ -194,20 +194,27 @@ var onlyF = map[string]bool{"f": true}
 // begin reads the query (refusing malformed pairs, parameters not in
 // known, repeats), the format and the base URL; false means it has
 // answered 400 already.
-func begin(w http.ResponseWriter, r *http.Request, known map[string]bool, list string) (c call, ok bool) {
-	var err error
-	if c.query, err = parseQuery(r.URL.RawQuery); err == nil {
-		if err = checkNames(c.query, known, list); err == nil {
-			if c.html, err = wantsHTML(c.query.Get("f"), r.Header.Get("Accept")); err == nil {
-				c.base, err = base(r)
-			}
-		}
-	}
+func begin(w http.ResponseWriter, r *http.Request, known map[string]bool, list string) (call, bool) {
+	c, err := readCall(r, known, list)
 	if err != nil {
 		badParam(w, err)
 		return c, false
 	}
 	return c, true
+}
+
+func readCall(r *http.Request, known map[string]bool, list string) (c call, err error) {
+	if c.query, err = parseQuery(r.URL.RawQuery); err != nil {
+		return c, err
+	}
+	if err = checkNames(c.query, known, list); err != nil {
+		return c, err
+	}
+	if c.html, err = wantsHTML(c.query.Get("f"), r.Header.Get("Accept")); err != nil {
+		return c, err
+	}
+	c.base, err = base(r)
+	return c, err
 }
 
 // lookup finds a collection, or answers 404.

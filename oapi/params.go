@@ -34,9 +34,9 @@ func (e *paramError) Error() string { return e.name + ": " + e.why }
 // quote shows a client's value in an error, cut so that a huge query
 // string is not echoed whole.
 func quote(s string) string {
-	const max = 64
-	if len(s) > max {
-		return fmt.Sprintf("%q…", s[:max])
+	const shown = 64
+	if len(s) > shown {
+		return fmt.Sprintf("%q…", s[:shown])
 	}
 	return fmt.Sprintf("%q", s)
 }

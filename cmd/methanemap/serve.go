@@ -175,7 +175,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	var fmet *feedMetrics
 	if len(cfg.Feed.STAC) > 0 {
 		fmet = newFeedMetrics()
-		f, err := newFeed(ctx, cfg.Feed, scorer.Model.Card.Chip.Sensors(), js, *replicas, fmet, log)
+		f, err := newFeed(ctx, cfg.Feed, allow, scorer.Model.Card.Chip.Sensors(), js, *replicas, fmet, log)
 		if err != nil {
 			return err
 		}

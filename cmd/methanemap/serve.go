@@ -40,7 +40,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	ackWait := fs.Duration("ack-wait", 2*time.Minute, "redeliver a scene whose worker went silent for this long")
 	maxDeliver := fs.Int("max-deliver", 5, "deliveries of a scene before it is dead-lettered")
 	maxAge := fs.Duration("max-age", 30*24*time.Hour, "how long the detections, events and dead-letter streams keep messages")
-	dataDir := fs.String("data", "./data", "data directory (the embedded server's JetStream store)")
+	dataDir := fs.String("data", "./data", "data directory (the embedded server's JetStream store; one daemon at a time: locked by "+datadir.LockFile+" in it)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for the OGC API, the map page (/map), /healthz, /readyz and /metrics (port 0: any free port)")
 	concurrency := fs.Int("concurrency", 1, "scenes in flight")

@@ -66,3 +66,22 @@ func (s Sensor) CanonicalBand(band string) (string, error) {
 // measurements (Sentinel-2 SCL), so it must be resampled with nearest
 // neighbour and never averaged.
 func IsClassBand(s Sensor, band string) bool { return s == Sentinel2 && band == "SCL" }
+
+// plausibleResolution is the pixel size range, in metres, of each sensor's
+// products as users hold them: NAIP is flown at 0.3-1 m (kept to 10 m for
+// resampled copies), Sentinel-2's bands are 10, 20 and 60 m, Sentinel-1
+// GRD and RTC products 10-40 m. A raster far outside is another product
+// declared as this sensor (a 300 m Landsat or a 3 km grid as NAIP): the
+// chips would be one pixel enlarged, so it is refused.
+var plausibleResolution = map[Sensor][2]float64{
+	NAIP:      {0.05, 10},
+	Sentinel2: {5, 100},
+	Sentinel1: {5, 100},
+}
+
+// PlausibleResolution returns the range of pixel sizes, in metres, the
+// sensor's products have.
+func (s Sensor) PlausibleResolution() (lo, hi float64) {
+	r := plausibleResolution[s]
+	return r[0], r[1]
+}

@@ -116,6 +116,9 @@ type Tiles struct {
 	MinValid float64 `yaml:"min_valid"`
 	// MaxCloud is the largest cloud share a scored chip may have (default 0.5).
 	MaxCloud float64 `yaml:"max_cloud"`
+	// MaxChips is the most chip cells one scene may span (default 250,000):
+	// a larger scene is refused (give it an AOI) rather than enumerated.
+	MaxChips int `yaml:"max_chips"`
 }
 
 // Default returns the built-in configuration.
@@ -123,7 +126,7 @@ func Default() Config {
 	return Config{
 		Model:  Model{Backend: "auto", BatchSize: 16},
 		Ingest: Ingest{GDALCacheMB: 64},
-		Tiles:  Tiles{MinValid: 0.5, MaxCloud: 0.5},
+		Tiles:  Tiles{MinValid: 0.5, MaxCloud: 0.5, MaxChips: 250_000},
 		Log:    Log{Format: "text", Level: "info"},
 		Feed: Feed{Collections: map[string]string{"naip": "naip", "s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc"},
 			Headers: map[string]string{}, MaxCloud: 20, PairWindow: 30 * 24 * time.Hour, S1Window: 30 * 24 * time.Hour,
@@ -166,7 +169,8 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 		}
 	}
 	ints := map[string]*int{"METHANEMAP_TILES_STRIDE_M": &c.Tiles.StrideM, "METHANEMAP_INGEST_GDAL_CACHE_MB": &c.Ingest.GDALCacheMB,
-		"METHANEMAP_MODEL_THREADS": &c.Model.Threads, "METHANEMAP_MODEL_BATCH_SIZE": &c.Model.BatchSize}
+		"METHANEMAP_MODEL_THREADS": &c.Model.Threads, "METHANEMAP_MODEL_BATCH_SIZE": &c.Model.BatchSize,
+		"METHANEMAP_TILES_MAX_CHIPS": &c.Tiles.MaxChips}
 	for k, p := range ints {
 		if v, ok := lookup(k); ok {
 			n, err := strconv.Atoi(v)
@@ -206,10 +210,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("configs: ingest.gdal_cache_mb: want at least 16, got %d", c.Ingest.GDALCacheMB)
 	case c.Tiles.StrideM < 0:
 		return fmt.Errorf("configs: tiles.stride_m: must not be negative, got %d", c.Tiles.StrideM)
-	case c.Tiles.MinValid < 0 || c.Tiles.MinValid > 1:
+	case !(c.Tiles.MinValid >= 0 && c.Tiles.MinValid <= 1): // NaN too
 		return fmt.Errorf("configs: tiles.min_valid: must be in [0, 1], got %v", c.Tiles.MinValid)
-	case c.Tiles.MaxCloud < 0 || c.Tiles.MaxCloud > 1:
+	case !(c.Tiles.MaxCloud >= 0 && c.Tiles.MaxCloud <= 1):
 		return fmt.Errorf("configs: tiles.max_cloud: must be in [0, 1], got %v", c.Tiles.MaxCloud)
+	case c.Tiles.MaxChips < 1:
+		return fmt.Errorf("configs: tiles.max_chips: must be at least 1, got %d", c.Tiles.MaxChips)
+	case !(c.Feed.MaxCloud >= 0 && c.Feed.MaxCloud <= 100) || !(c.Feed.Rate >= 0):
+		return fmt.Errorf("configs: feed.max_cloud must be in [0, 100] and feed.rate not negative")
 	case len(c.Feed.BBox) != 0 && len(c.Feed.BBox) != 4:
 		return fmt.Errorf("configs: feed.bbox: want [minlon, minlat, maxlon, maxlat], got %d numbers", len(c.Feed.BBox))
 	case c.Feed.Interval <= 0 || c.Feed.Timeout <= 0 || c.Feed.Retries < 1 || c.Feed.Limit < 1 || c.Feed.Rate < 0:

@@ -32,7 +32,11 @@ func TestLoad(t *testing.T) {
 		{"tiles:\n  min_valid: 2\n", "", "tiles.min_valid"},
 		{"model:\n  backend: tensorflow\n", "", "model.backend"},
 		{"model:\n  batch_size: 0\n", "", "model.batch_size"},
-		{"", "x", "METHANEMAP_TILES_STRIDE_M"},
+		{"tiles:\n  min_valid: .nan\n", "", "tiles.min_valid"},
+		{"tiles:\n  min_valid: -.inf\n", "", "tiles.min_valid"},
+		{"tiles:\n  max_chips: 0\n", "", "tiles.max_chips"},
+		{"feed:\n  max_cloud: .nan\n", "", "feed.max_cloud"},
+		{"", "x", "METHANEMAP_TILES_STRIDE_M"}, // last: the variable stays set
 	} {
 		os.WriteFile(p, []byte(tt.content), 0o644)
 		if tt.env != "" {

@@ -94,8 +94,37 @@ func whole(ss []span) bool {
 }
 
 // boxRows is how many window rows boxAverage reads the source for at a
-// time: memory stays a strip, not the window's whole source.
-const boxRows = 16
+// time: memory stays a strip, not the window's whole source. Fewer when a
+// strip's source would pass maxStripBytes (fine pixels under a coarse
+// window); where one window row's source passes it, the window goes to
+// GDAL's warper, whose memory is bounded by -wm: memory follows the chip,
+// never what a raster declares (a 1 KB VRT of tiny pixels made one strip
+// 51 GB).
+const (
+	boxRows       = 16
+	maxStripBytes = 64 << 20
+)
+
+// stripRows is how many window rows boxAverage reads at a time for these
+// spans, 0 when even one row's source is over maxStripBytes.
+func (r *Raster) stripRows(cols, rows []span) int {
+	x0, x1 := r.Width, 0
+	for _, s := range cols {
+		if len(s.weights) > 0 {
+			x0, x1 = min(x0, s.first), max(x1, s.first+len(s.weights))
+		}
+	}
+	tall := 1
+	for _, s := range rows {
+		tall = max(tall, len(s.weights))
+	}
+	size := 1
+	if r.DataType != "Byte" {
+		size = 2
+	}
+	perRow := float64(max(x1-x0, 1)) * float64(tall) * float64(len(r.Bands)*size)
+	return int(min(boxRows, float64(maxStripBytes)/perRow))
+}
 
 // boxSpans returns the source pixels each window pixel covers and their
 // weights, from window pixel edges placed on the source as GDAL's warper
@@ -198,11 +227,12 @@ func boxStrips[T uint8 | uint16 | int16](ctx context.Context, r *Raster, cols, r
 	plain := whole(cols) && whole(rows)
 	var src []T
 	var sums []uint32
-	for oy0 := 0; oy0 < height; oy0 += boxRows {
+	step := max(1, r.stripRows(cols, rows))
+	for oy0 := 0; oy0 < height; oy0 += step {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		oy1 := min(height, oy0+boxRows)
+		oy1 := min(height, oy0+step)
 		y0, y1 := r.Height, 0
 		for _, s := range rows[oy0:oy1] {
 			if len(s.weights) > 0 {

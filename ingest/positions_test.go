@@ -108,7 +108,7 @@ func TestFixedWarpsMatchGDALWarp(t *testing.T) {
 		w := Window{EPSG: 26915, Bounds: [4]float64{x0 + wd.dx, y0 + wd.dy - side, x0 + wd.dx + side, y0 + wd.dy}, Width: wd.px, Height: wd.px, Fixed: true, Shared: shared}
 		crss := map[string]bool{}
 		for _, rr := range rasters {
-			src, err := Open(context.Background(), sceneOf(rr), Options{})
+			src, err := Open(context.Background(), sceneOf(rr), Options{AnyResolution: true}) // 20 m declared as NAIP: a geometry test
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,7 +202,7 @@ func TestLatticeFallsBackNearThePole(t *testing.T) {
 	path := writeTestRaster(t, GeoTIFFSpec{Path: filepath.Join(dir, "polar.tif"), EPSG: 4326, GeoTransform: [6]float64{-180, 0.5, 0, 90, 0, -0.005},
 		Width: sw, Height: sh, Bands: 1, DataType: "Float32"},
 		func(i, yStart int) float64 { return 1000 + 3*float64(i%sw) + 5*float64(yStart+i/sw) })
-	src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: path, Bands: []string{"VV"}}}), Options{})
+	src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: path, Bands: []string{"VV"}}}), Options{AnyResolution: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestKernelRunsEqualOnePixelAtATime(t *testing.T) {
 			if rr.s1 {
 				sc = scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: rr.path, Bands: []string{"VV", "VH"}}})
 			}
-			src, err := Open(context.Background(), sc, Options{})
+			src, err := Open(context.Background(), sc, Options{AnyResolution: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -38,9 +39,11 @@ type Raster struct {
 	wkt    string
 	remote bool
 	masked bool // a band has a mask band of its own (not nodata, not alpha)
-	ds     *godal.Dataset
-	vrt    string     // a VRT file written for a band group, removed on close
-	warps  *warpCache // prepared warps (positions.go)
+	// groundRes is the pixel size in metres at the raster's centre
+	groundRes float64
+	ds        *godal.Dataset
+	vrt       string     // a VRT file written for a band group, removed on close
+	warps     *warpCache // prepared warps (positions.go)
 }
 
 // Source holds the opened rasters of one scene.
@@ -58,6 +61,9 @@ type Options struct {
 	// start with one). Anything else fails permanently before it is read.
 	// Scene messages from a network get this; a local user's files need not.
 	Allow []string
+	// AnyResolution accepts rasters whose pixel size is outside their
+	// sensor's plausible range (mm.Sensor.PlausibleResolution).
+	AnyResolution bool
 }
 
 // Open opens and checks every raster of the scene (or of opts.Sensors).
@@ -77,6 +83,12 @@ func Open(ctx context.Context, sc *mm.Scene, opts Options) (*Source, error) {
 			return nil, mm.Permanentf("assets.%s: the scene has no %s imagery", sn, sn)
 		}
 		if err := src.openAsset(ctx, sn, a, opts.Allow); err != nil {
+			src.Close()
+			return nil, err
+		}
+	}
+	for _, r := range src.Rasters {
+		if err := r.checkResolution(opts.AnyResolution); err != nil {
 			src.Close()
 			return nil, err
 		}
@@ -331,6 +343,11 @@ func (r *Raster) inspect() error {
 	gt, err := r.ds.GeoTransform(godal.ErrLogger(ec.handler()))
 	if err != nil || gt == [6]float64{0, 1, 0, 0, 0, 1} {
 		return errors.New("no georeferencing (no geotransform): not usable as map data")
+	}
+	for _, v := range gt {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("geotransform %v is not finite", gt)
+		}
 	}
 	if gt[1] == 0 || gt[5] == 0 {
 		return fmt.Errorf("degenerate geotransform %v", gt)

@@ -43,7 +43,7 @@ func TestOpenRealRasters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, err := Open(context.Background(), tt.sc, Options{})
+			src, err := Open(context.Background(), tt.sc, Options{AnyResolution: true}) // decimated real files (200 m, 600 m Sentinel-2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,6 +86,14 @@ func TestOpenBadInput(t *testing.T) {
 	hugeVRT := filepath.Join(dir, "huge.vrt")
 	os.WriteFile(hugeVRT, []byte(`<VRTDataset rasterXSize="200000000" rasterYSize="200000000"><SRS>EPSG:32615</SRS>
 <GeoTransform>400000, 1, 0, 4600000, 0, -1</GeoTransform><VRTRasterBand dataType="Byte" band="1"/></VRTDataset>`), 0o644)
+	coarse := filepath.Join(dir, "coarse.tif") // one 3 km pixel declared as NAIP
+	if err := WriteGeoTIFF(GeoTIFFSpec{Path: coarse, EPSG: 32615, GeoTransform: [6]float64{440000, 3000, 0, 4650000, 0, -3000},
+		Width: 1, Height: 1, Bands: 4, DataType: "Byte"}, func(int, int, []float64) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	nanGT := filepath.Join(dir, "nan.vrt")
+	os.WriteFile(nanGT, []byte(`<VRTDataset rasterXSize="100" rasterYSize="100"><SRS>EPSG:32615</SRS>
+<GeoTransform>nan, 1, 0, 4600000, 0, -1</GeoTransform><VRTRasterBand dataType="Byte" band="1"/></VRTDataset>`), 0o644)
 	hugeTIFF := filepath.Join(dir, "huge.tif")
 	os.WriteFile(hugeTIFF, absurdTIFF(), 0o644)
 
@@ -104,6 +112,8 @@ func TestOpenBadInput(t *testing.T) {
 		{"dtype", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: float1, Bands: []string{"red", "green", "blue"}[:1]}}), []string{"band 1 (naip:red)", "Float32"}},
 		{"absurd dimensions (VRT)", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: hugeVRT, Bands: []string{"red"}}}), []string{"huge.vrt", "absurd dimensions"}},
 		{"absurd dimensions (TIFF header)", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: hugeTIFF}}), []string{"huge.tif", "not a readable raster"}},
+		{"3 km pixels as NAIP", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: coarse}}), []string{"assets.naip.href", "coarse.tif", "3e+03 m are implausible for naip"}},
+		{"NaN geotransform", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: nanGT, Bands: []string{"red"}}}), []string{"nan.vrt", "not finite"}},
 		{"unsupported scheme", scene(map[mm.Sensor]mm.Asset{mm.NAIP: {Href: "ftp://example.com/a.tif"}}), []string{"assets.naip.href", "unsupported scheme"}},
 		{"sensor not in scene", &mm.Scene{ID: "t", Assets: map[mm.Sensor]mm.Asset{}}, []string{"assets.s1"}},
 		// a readable file, refused for what its values are

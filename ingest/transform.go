@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	mm "github.com/methanemap/methanemap"
 	"math"
 
 	"github.com/airbusgeo/godal"
@@ -145,4 +146,41 @@ func (r *Raster) ResolutionIn(epsg int) (float64, error) {
 	dx := math.Hypot(pts[1][0]-pts[0][0], pts[1][1]-pts[0][1])
 	dy := math.Hypot(pts[2][0]-pts[0][0], pts[2][1]-pts[0][1])
 	return math.Sqrt(dx * dy), nil
+}
+
+// GroundResolution returns the raster's pixel size in metres on the ground,
+// measured at its centre in the UTM zone there.
+func (r *Raster) GroundResolution() (float64, error) {
+	t, err := r.transformerTo(4326)
+	if err != nil {
+		return 0, err
+	}
+	c, err := t.Point(r.pixelToCRS(float64(r.Width)/2, float64(r.Height)/2))
+	t.Close()
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(c[0]) || math.IsNaN(c[1]) || math.Abs(c[1]) > 90 {
+		return 0, fmt.Errorf("centre %v is not on the Earth", c)
+	}
+	return r.ResolutionIn(UTMZoneEPSG(c[0], c[1]))
+}
+
+// checkResolution refuses a raster whose pixels are far from its sensor's
+// (mm.Sensor.PlausibleResolution).
+func (r *Raster) checkResolution(any bool) error {
+	res, err := r.GroundResolution()
+	if err != nil {
+		return mm.Permanentf("%s: %s: pixel size: %v", r.Field, describe(r.Href), err)
+	}
+	r.groundRes = res
+	if any {
+		return nil
+	}
+	lo, hi := r.Sensor.PlausibleResolution()
+	if !(res >= lo && res <= hi) {
+		return mm.Permanentf("%s: %s: pixels of %.3g m are implausible for %s (its products have %g to %g m): another product declared as %s?",
+			r.Field, describe(r.Href), res, r.Sensor, lo, hi, r.Sensor)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/airbusgeo/godal"
+	mm "github.com/methanemap/methanemap"
 )
 
 // Resampling algorithms, named as gdalwarp's -r takes them.
@@ -77,6 +78,10 @@ func (w Window) geoTransform() [6]float64 {
 // pages at 64; at 16 that fell to 0.6 s and the peak memory by ~75 MiB.
 const warpMemoryMB = 16
 
+// MaxDownsampling is how many times finer than a window's pixels a
+// raster's may be (per axis): 0.05 m NAIP onto 10 m chips is 200.
+const MaxDownsampling = 256
+
 // Warp reprojects and resamples every band of the raster onto the window and
 // returns the values band after band (channels first, rows north to south).
 // Pixels without data (the source's nodata or outside the raster) are NaN.
@@ -93,8 +98,14 @@ func (r *Raster) WarpInto(ctx context.Context, w Window, resampling string, buf 
 	if w.Width < 1 || w.Height < 1 {
 		return nil, fmt.Errorf("ingest: warp %s: empty window %dx%d", describe(r.Href), w.Width, w.Height)
 	}
+	if px := (w.Bounds[2] - w.Bounds[0]) / float64(w.Width); r.groundRes > 0 && px/r.groundRes > MaxDownsampling {
+		// each window pixel would read more than MaxDownsampling² source
+		// pixels: a raster declaring tiny pixels costs time without bound
+		return nil, mm.Permanentf("%s: %s: pixels of %.3g m are %.0f times finer than the chip's %.3g m (at most %d)",
+			r.Field, describe(r.Href), r.groundRes, px/r.groundRes, px, MaxDownsampling)
+	}
 	if r.boxAverageOK(w, resampling) {
-		if cols, rows, ok := r.boxSpans(w); ok {
+		if cols, rows, ok := r.boxSpans(w); ok && r.stripRows(cols, rows) > 0 {
 			return r.boxAverage(ctx, w, cols, rows, buf)
 		}
 	}

@@ -27,6 +27,7 @@ type Options struct {
 	Cut       tiles.CutOptions // skip rules
 	AOI       orb.Geometry     // the user's area of interest, on top of the scene's own
 	Allow     []string         // where hrefs may point (none: anywhere); see ingest.Allowed
+	MaxChips  int              // the most chip cells a scene may span (0: tiles.DefaultMaxChips)
 	Progress  Progress         // may be nil
 }
 
@@ -98,6 +99,10 @@ func Run(ctx context.Context, sc *mm.Scene, scorer *model.Scorer, opts Options) 
 // aoi (may be nil); hrefs must lie in allow when it is not empty. The
 // caller closes the source.
 func OpenGrid(ctx context.Context, sc *mm.Scene, card *model.Card, stride int, aoi orb.Geometry, allow []string) (*ingest.Source, *tiles.Grid, error) {
+	return openGrid(ctx, sc, card, stride, aoi, allow, 0)
+}
+
+func openGrid(ctx context.Context, sc *mm.Scene, card *model.Card, stride int, aoi orb.Geometry, allow []string, maxChips int) (*ingest.Source, *tiles.Grid, error) {
 	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: Sensors(sc, card), Allow: allow})
 	if err != nil {
 		return nil, nil, err
@@ -108,7 +113,7 @@ func OpenGrid(ctx context.Context, sc *mm.Scene, card *model.Card, stride int, a
 			aois = append(aois, a)
 		}
 	}
-	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: card.Chip.FootprintM, StrideM: stride, AOIs: aois})
+	grid, err := tiles.NewGrid(src, tiles.GridOptions{FootprintM: card.Chip.FootprintM, StrideM: stride, AOIs: aois, MaxChips: maxChips})
 	if err != nil {
 		src.Close()
 		return nil, nil, err
@@ -178,15 +183,24 @@ func (r *run) scene(ctx context.Context) error {
 	sc, card := r.sc, r.card
 	sensors := Sensors(sc, card)
 	t0 := time.Now()
-	src, grid, err := OpenGrid(ctx, sc, card, r.opts.Stride, r.opts.AOI, r.opts.Allow)
+	src, grid, err := openGrid(ctx, sc, card, r.opts.Stride, r.opts.AOI, r.opts.Allow, r.opts.MaxChips)
 	if err != nil {
 		return err
 	}
 	r.res.Stages.Open = time.Since(t0)
 	defer src.Close()
 	r.progress.Add(len(grid.Chips))
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// the first failure is the scene's: the others it causes (the cutters
+	// and the scorer stopped by its cancel) say only "context canceled"
+	var failOnce sync.Once
+	var firstErr error
+	fail := func(err error) {
+		failOnce.Do(func() { firstErr = err })
+		cancel()
+	}
 	workers := max(1, min(r.opts.Cutters, len(grid.Chips)))
 	// whole blocks of chips per cutter: each block is warped once
 	cut := r.opts.Cut
@@ -211,7 +225,7 @@ func (r *run) scene(ctx context.Context) error {
 		wsrc := src
 		if w > 0 {
 			if wsrc, err = ingest.Open(ctx, sc, ingest.Options{Sensors: sensors, Allow: r.opts.Allow}); err != nil {
-				cancel()
+				fail(err)
 				break
 			}
 		}
@@ -223,7 +237,7 @@ func (r *run) scene(ctx context.Context) error {
 			}
 			err := r.cutShare(ctx, wsrc, grid, share, cut, probes, items, &mu)
 			if err != nil {
-				cancel() // the scorer and the other cutters stop too
+				fail(err) // the scorer and the other cutters stop too
 			}
 			errs <- err
 		}()
@@ -235,7 +249,7 @@ func (r *run) scene(ctx context.Context) error {
 	if err != nil { // a worker's scene did not open
 		for range items {
 		}
-		return err
+		return firstOf(parent, firstErr)
 	}
 	batch := make([]item, 0, r.scorer.BatchSize())
 	chips := make([]mm.Chip, 0, r.scorer.BatchSize())
@@ -301,22 +315,29 @@ func (r *run) scene(ctx context.Context) error {
 			scoreErr = flush()
 		}
 		if scoreErr != nil {
-			cancel()
+			fail(scoreErr)
 		}
-	}
-	if scoreErr != nil {
-		return scoreErr
 	}
 	for range workers {
-		if err := <-errs; err != nil {
-			return err
-		}
+		<-errs
+	}
+	if firstErr != nil {
+		return firstOf(parent, firstErr)
 	}
 	if err := flush(); err != nil {
 		return err
 	}
 	r.res.Probes = probes.result(sc.ID, r.thresholdOf)
 	return nil
+}
+
+// firstOf is the error a scene ends with: the caller's cancellation when
+// that is what stopped it, else the first failure.
+func firstOf(parent context.Context, first error) error {
+	if err := parent.Err(); err != nil {
+		return err
+	}
+	return first
 }
 
 // probes tracks, for one scene, the chips shifted by half a footprint

@@ -3,8 +3,11 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 
+	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/ingest"
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/model"
@@ -74,5 +77,38 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	cancel()
 	if _, err := Run(ctx, res.Scene, demoScorer(t), Options{Cutters: 2}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run: %v", err)
+	}
+}
+
+// TestFirstErrorWins: a truncated NAIP fails the cutter that reads its
+// damaged part; the other cutters and the scorer stop on the cancelled
+// context. The scene's error is the first one, GDAL's, naming the file,
+// and permanent (retrying reads the same bytes), never "context canceled".
+func TestFirstErrorWins(t *testing.T) {
+	res, err := fixtures.Write(t.TempDir(), fixtures.Options{SizeKM: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest.ResolveHrefs(res.Scene, res.Dir)
+	naip := res.Scene.Assets[mm.NAIP].Href
+	data, err := os.ReadFile(naip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(naip, data[:len(data)*6/10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := demoScorer(t)
+	for range 5 { // the race it lost was not every time
+		_, err := Run(context.Background(), res.Scene, s, Options{Cutters: 3})
+		if err == nil {
+			t.Fatal("a truncated NAIP was scored")
+		}
+		if errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "context canceled") {
+			t.Fatalf("the scene failed with %v, not the read error that caused it", err)
+		}
+		if !mm.IsPermanent(err) || !strings.Contains(err.Error(), "naip.tif") {
+			t.Errorf("error %v: want a permanent error naming naip.tif", err)
+		}
 	}
 }

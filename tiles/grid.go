@@ -35,7 +35,15 @@ type GridOptions struct {
 	// AOIs are WGS84 Polygons or MultiPolygons (the scene's, the user's):
 	// a chip must touch every one of them.
 	AOIs []orb.Geometry
+	// MaxChips bounds the cells a grid may span (default DefaultMaxChips):
+	// a scene larger than that is refused before any cell is listed.
+	MaxChips int
 }
+
+// DefaultMaxChips is GridOptions.MaxChips's default: 250,000 cells of
+// 720 m are 130,000 km² (a Sentinel-2 tile is 23,000 at the METER-ML
+// stride); a header declaring a continent is refused, not enumerated.
+const DefaultMaxChips = 250_000
 
 // NewGrid lays the chip grid over the opened scene. It fails (permanently)
 // when the sensors' footprints do not overlap or the AOI misses the scene.
@@ -91,6 +99,9 @@ func NewGrid(src *ingest.Source, opts GridOptions) (*Grid, error) {
 		aois = append(aois, aoi)
 	}
 	g.rings = rings
+	if err := g.checkSize(opts.MaxChips); err != nil {
+		return nil, err
+	}
 	g.Chips = g.enumerate(rings, aois)
 	if len(g.Chips) == 0 && len(aois) > 0 {
 		return nil, mm.Permanentf("aoi: no chip of the scene touches every area of interest")
@@ -115,14 +126,41 @@ func intersect(a, b orb.Bound) orb.Bound {
 	}
 }
 
+// cellRange is the columns and rows of the cells touching the coverage box.
+func (g *Grid) cellRange() (c0, c1, r0, r1 int) {
+	s, f := float64(g.StrideM), float64(g.FootprintM)
+	c0 = int(math.Floor((g.Coverage.Min[0]-f)/s)) + 1
+	c1 = int(math.Ceil(g.Coverage.Max[0]/s)) - 1
+	r0 = int(math.Floor((g.Coverage.Min[1]-f)/s)) + 1
+	r1 = int(math.Ceil(g.Coverage.Max[1]/s)) - 1
+	return c0, c1, r0, r1
+}
+
+// checkSize refuses a grid of more than max cells (0: DefaultMaxChips),
+// and a coverage that is not a finite box.
+func (g *Grid) checkSize(max int) error {
+	if max <= 0 {
+		max = DefaultMaxChips
+	}
+	b := g.Coverage
+	for _, v := range []float64{b.Min[0], b.Min[1], b.Max[0], b.Max[1]} {
+		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e9 {
+			return mm.Permanentf("tiles: the scene's coverage %v in EPSG:%d is not a finite box", b, g.EPSG)
+		}
+	}
+	c0, c1, r0, r1 := g.cellRange()
+	cells := float64(c1-c0+1) * float64(r1-r0+1)
+	if cells > float64(max) {
+		return mm.Permanentf("tiles: the scene spans %.0f chip cells (%.0f x %.0f km), more than the limit of %d (tiles.max_chips): give an AOI, or raise the limit",
+			cells, (b.Max[0]-b.Min[0])/1000, (b.Max[1]-b.Min[1])/1000, max)
+	}
+	return nil
+}
+
 // enumerate lists the cells touching the coverage box, every footprint and
 // the AOI.
 func (g *Grid) enumerate(rings []orb.Ring, aois [][]orb.Polygon) []mm.ChipID {
-	s, f := float64(g.StrideM), float64(g.FootprintM)
-	c0 := int(math.Floor((g.Coverage.Min[0]-f)/s)) + 1
-	c1 := int(math.Ceil(g.Coverage.Max[0]/s)) - 1
-	r0 := int(math.Floor((g.Coverage.Min[1]-f)/s)) + 1
-	r1 := int(math.Ceil(g.Coverage.Max[1]/s)) - 1
+	c0, c1, r0, r1 := g.cellRange()
 	var ids []mm.ChipID
 	for row := r1; row >= r0; row-- {
 		for col := c0; col <= c1; col++ {

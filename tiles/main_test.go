@@ -76,7 +76,7 @@ func demoCard(t testing.TB) *model.Card {
 
 func openScene(t testing.TB, sc *mm.Scene) *ingest.Source {
 	t.Helper()
-	src, err := ingest.Open(context.Background(), sc, ingest.Options{})
+	src, err := ingest.Open(context.Background(), sc, ingest.Options{AnyResolution: true}) // geometry tests: decimated real files too
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	prog := newProgress(stderr, *quiet)
 	run := &scoreRun{model: m, started: time.Now(), skipped: map[string]int{}, stride: *stride}
-	opts := pipeline.Options{Stride: *stride, Threshold: *threshold, Cutters: *cutters, NoProbes: *noProbes, AOI: aoi, Allow: allow,
+	opts := pipeline.Options{Stride: *stride, Threshold: *threshold, Cutters: *cutters, NoProbes: *noProbes, AOI: aoi, Allow: allow, MaxChips: cfg.Tiles.MaxChips,
 		Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Progress: prog}
 	for _, sc := range scenes {
 		for _, note := range pipeline.Assumptions(sc, m.Card) {

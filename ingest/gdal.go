@@ -5,14 +5,21 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/airbusgeo/godal"
 )
 
 var registerOnce sync.Once
 
-// register loads GDAL's drivers once per process.
-func register() { registerOnce.Do(godal.RegisterAll) }
+// register loads GDAL's drivers once per process, and removes what
+// processes that died left in the temporary directory (tempdir.go).
+func register() {
+	registerOnce.Do(func() {
+		godal.RegisterAll()
+		CleanStaleTemp(time.Minute)
+	})
+}
 
 // SetCacheMax sets the size of GDAL's raster block cache, in MiB, which is
 // otherwise 5% of the machine's memory. It must be called before the first

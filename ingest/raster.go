@@ -189,7 +189,11 @@ func groupBands(rs []*Raster) ([]*Raster, error) {
 // vrtOf writes a VRT stacking the group's files as bands and opens it in
 // their place (their datasets are closed).
 func vrtOf(g []*Raster) (*Raster, error) {
-	f, err := os.CreateTemp("", "methanemap-bands-*.vrt")
+	dir, err := tempDir()
+	if err != nil {
+		return nil, fmt.Errorf("ingest: temporary directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "bands-*.vrt")
 	if err != nil {
 		return nil, err
 	}

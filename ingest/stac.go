@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,11 +96,33 @@ var (
 	dotRuns       = regexp.MustCompile(`\.{2,}`)
 )
 
+// SceneIDOf maps a STAC Item id to a scene id (mm.ValidSceneID): an id
+// that is one already stays as it is; another has its characters outside
+// [A-Za-z0-9._-] and its runs of dots replaced by '_' and, so that distinct
+// ids stay distinct (tile/1, tile:1 and "tile 1" all read tile_1), a
+// suffix of 12 hex digits of the original's SHA-256.
+func SceneIDOf(itemID string) string {
+	if mm.ValidSceneID(itemID) {
+		return itemID
+	}
+	id := unsafeIDChars.ReplaceAllString(itemID, "_")
+	id = strings.Trim(dotRuns.ReplaceAllString(id, "_"), ".") // no empty NATS subject tokens, no ".."
+	sum := sha256.Sum256([]byte(itemID))
+	suffix := "-" + hex.EncodeToString(sum[:6])
+	if len(id) > 128-len(suffix) {
+		id = strings.TrimRight(id[:128-len(suffix)], ".")
+	}
+	if id == "" {
+		id = "item"
+	}
+	return id + suffix
+}
+
 // ParseSTACItem maps a STAC Item to a scene: NAIP Items by their `image`
 // asset, Sentinel-2 L2A by band-id keys (B02…B12, B8A, SCL) or common-name
 // keys (blue…swir22, scl), Sentinel-1 RTC/GRD by their vv/vh/hh/hv assets.
 // COG assets are preferred to their -jp2 twins. The scene id is the Item id
-// with characters outside [A-Za-z0-9._-] replaced by '_'.
+// as SceneIDOf makes it.
 func ParseSTACItem(data []byte) (*mm.Scene, error) {
 	var it stacItem
 	if err := json.Unmarshal(data, &it); err != nil {
@@ -117,14 +141,7 @@ func ParseSTACItem(data []byte) (*mm.Scene, error) {
 	if len(v.Problems) > 0 {
 		return nil, mm.Permanent(v)
 	}
-	id := unsafeIDChars.ReplaceAllString(it.ID, "_")
-	id = strings.Trim(dotRuns.ReplaceAllString(id, "_"), ".") // no empty NATS subject tokens, no ".."
-	if len(id) > 128 {
-		id = strings.TrimRight(id[:128], ".")
-	}
-	if id == "" {
-		id = "item"
-	}
+	id := SceneIDOf(it.ID)
 	sc := &mm.Scene{ID: id, Assets: map[mm.Sensor]mm.Asset{}}
 	sc.Acquired = it.acquired()
 	sn := it.sensor()

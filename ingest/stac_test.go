@@ -224,3 +224,22 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestSceneIDsStayDistinct: Item ids that are valid scene ids are kept;
+// others are made valid without two becoming one.
+func TestSceneIDsStayDistinct(t *testing.T) {
+	seen := map[string]string{}
+	for _, id := range []string{"tile/1", "tile:1", "tile 1", "tile_1", "a..b", "a_b", ".x.", strings.Repeat("é", 200), strings.Repeat("é", 201), "S2B_MSIL2A_20240101"} {
+		got := SceneIDOf(id)
+		if !mm.ValidSceneID(got) {
+			t.Errorf("SceneIDOf(%q) = %q: not a valid scene id", id, got)
+		}
+		if other, ok := seen[got]; ok {
+			t.Errorf("%q and %q both map to %q", other, id, got)
+		}
+		seen[got] = id
+	}
+	if SceneIDOf("tile_1") != "tile_1" || SceneIDOf("S2B_MSIL2A_20240101") != "S2B_MSIL2A_20240101" {
+		t.Error("a valid id was changed")
+	}
+}

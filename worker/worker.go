@@ -235,13 +235,7 @@ func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 		// given up on now, with the true reason
 		w.giveUp(ctx, j, fmt.Errorf("worker shutting down during the scene's last delivery (%d of %d): %w", j.delivery, w.cfg.MaxDeliver, err))
 	case hard.Err() != nil:
-		// shutting down: not the scene's fault; another worker takes it now
-		log.Warn("shutdown: scene handed back unfinished", "err", err)
-		w.count(func(s *Stats) { s.Released++ })
-		w.finalEvent(ctx, j, Event{Scene: sc.ID, Event: "released", Reason: "worker shutting down", Delivery: j.delivery})
-		if err := msg.Nak(); err != nil {
-			log.Warn("nak", "err", err)
-		}
+		w.release(ctx, j, log, err)
 	case mm.IsPermanent(err) || j.delivery >= uint64(w.cfg.MaxDeliver):
 		w.giveUp(ctx, j, err)
 	default:
@@ -277,6 +271,17 @@ func (w *Worker) done(ctx context.Context, j job, log *slog.Logger, t0 time.Time
 		}
 	})
 	log.Info("scene done", "detections", len(dets), "sites", len(sites))
+}
+
+// release hands a scene cut short by shutdown back to the stream: not
+// the scene's fault; another worker takes it now.
+func (w *Worker) release(ctx context.Context, j job, log *slog.Logger, err error) {
+	log.Warn("shutdown: scene handed back unfinished", "err", err)
+	w.count(func(s *Stats) { s.Released++ })
+	w.finalEvent(ctx, j, Event{Scene: j.scene, Event: "released", Reason: "worker shutting down", Delivery: j.delivery})
+	if err := j.msg.Nak(); err != nil {
+		log.Warn("nak", "err", err)
+	}
 }
 
 // readableID is the "id" of a message that is JSON with a valid scene id

@@ -34,6 +34,7 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 	auth.flags(fs)
 	wait := fs.Bool("wait", false, "after queueing, wait until every scene is done or has failed for good, printing each outcome")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up after this long (0: no limit)")
+	force := fs.Bool("force", false, "queue each scene as a new run even when it is done or already queued (default: a done scene is reported done, not run again)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		return usagef("enqueue: %v", err)
@@ -57,13 +58,15 @@ func runEnqueue(ctx context.Context, cfg configs.Config, args []string, stdout, 
 	bad := 0
 	var queued []string
 	queue := func(sc *mm.Scene) {
-		dup, err := worker.Enqueue(ctx, js, worker.Config{}, sc)
+		r, err := worker.EnqueueScene(ctx, js, worker.Config{}, sc, worker.EnqueueOptions{Force: *force})
 		switch {
 		case err != nil:
 			bad++
 			fmt.Fprintf(stderr, "%s: %v\n", sc.ID, err)
 			return
-		case dup:
+		case r.Done: // --wait prints its done event at once
+			fmt.Fprintf(stdout, "%s duplicate: done already (--force runs it again)\n", sc.ID)
+		case r.Duplicate:
 			fmt.Fprintf(stdout, "%s duplicate\n", sc.ID)
 		default:
 			fmt.Fprintf(stdout, "%s queued\n", sc.ID)

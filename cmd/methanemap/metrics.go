@@ -23,6 +23,8 @@ type metrics struct {
 	skipped map[string]int
 	scenes  *histogram            // whole scenes, fetch to ack
 	stages  map[string]*histogram // by stage
+
+	outErrors int // scenes whose --out files failed
 }
 
 // stageNames are the stages timed per scene, in the order /metrics lists them.
@@ -86,6 +88,13 @@ func (m *metrics) scene(res pipeline.Result) {
 	}
 }
 
+// outError counts a scene whose --out files could not be written.
+func (m *metrics) outError() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.outErrors++
+}
+
 // observe is the worker's hook: publish time, and whole scenes.
 func (m *metrics) observe(stage string, d time.Duration) {
 	m.mu.Lock()
@@ -108,6 +117,7 @@ func (m *metrics) write(ctx context.Context, w io.Writer, st worker.Stats, cons 
 	counter("methanemap_scenes_dead_total", "Messages given up on (dead letters).", st.Dead)
 	counter("methanemap_chips_scored_total", "Chips scored.", m.scored)
 	counter("methanemap_sites_total", "Sites published.", st.Sites)
+	counter("methanemap_out_errors_total", "Scenes whose --out files could not be written (published all the same).", m.outErrors)
 	writeCounters(w, "methanemap_chips_skipped_total", "Chips skipped, by reason.", "reason", m.skipped)
 	writeCounters(w, "methanemap_detections_total", "Detections published, by class.", "class", st.Detections)
 	fmt.Fprintf(w, "# HELP methanemap_scenes_in_flight Scenes being processed.\n# TYPE methanemap_scenes_in_flight gauge\nmethanemap_scenes_in_flight %d\n", st.InFlight)

@@ -144,10 +144,12 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		}
 		met.scene(res)
 		sites := res.Sites()
+		// the files are an extra: a disk that fails them must not keep the
+		// scene from the stream (it would be retried, then dead-lettered)
 		if *outDir != "" {
-			base := filepath.Join(*outDir, sc.ID)
-			if err := writeOutputs(base+".detections."+*outFormat, base+".sites."+*outFormat, res.Detections, sites); err != nil {
-				return nil, nil, fmt.Errorf("serve: --out: %w", err)
+			if err := writeSceneFiles(*outDir, sc.ID, *outFormat, res.Detections, sites); err != nil {
+				log.Error("--out: the scene's files were not written; publishing all the same", "scene", sc.ID, "dir", *outDir, "err", err)
+				met.outError()
 			}
 		}
 		return res.Detections, sites, nil

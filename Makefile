@@ -118,6 +118,9 @@ profile: build
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzParseScene -fuzztime 30s .
 	$(GO) test -run '^$$' -fuzz FuzzParseMessage -fuzztime 30s ./ingest/
+	$(GO) test -run '^$$' -fuzz FuzzAllowed -fuzztime 30s ./ingest/
+	$(GO) test -run '^$$' -fuzz FuzzQuery -fuzztime 30s ./oapi/
+	$(GO) test -run '^$$' -fuzz FuzzParseCard -fuzztime 30s ./model/
 
 clean:
 	rm -rf bin $(DEMO)

@@ -141,13 +141,13 @@ func under(p, root string) bool {
 	return root == "" || p == root || strings.HasPrefix(p, root+"/")
 }
 
-// refuse says what was refused; resolved is what the href came to, when
-// that is not what it says.
-func (al *allowList) refuse(href, resolved string) error {
+// refuse says what was refused (kind: "directory" or "URL prefix");
+// resolved is what the href came to, when that is not what it says.
+func (al *allowList) refuse(kind, href, resolved string) error {
 	if resolved != href {
-		return mm.Permanentf("resolves to %s: not under an allowed directory or URL prefix (%s)", resolved, strings.Join(al.raw, ", "))
+		return mm.Permanentf("resolves to %s: not under an allowed %s (%s)", resolved, kind, strings.Join(al.raw, ", "))
 	}
-	return mm.Permanentf("not under an allowed directory or URL prefix (%s)", strings.Join(al.raw, ", "))
+	return mm.Permanentf("not under an allowed %s (%s)", kind, strings.Join(al.raw, ", "))
 }
 
 // check is Allowed for a parsed list.
@@ -174,7 +174,7 @@ func (al *allowList) check(href string) error {
 			return nil
 		}
 	}
-	return al.refuse("", fmt.Sprintf("%s://%s:%s%s", u.scheme, u.host, u.port, u.path))
+	return al.refuse("URL prefix", href, href)
 }
 
 // vsiURL turns the GDAL virtual file systems that can be allowed back
@@ -222,5 +222,5 @@ func (al *allowList) checkLocal(p string) error {
 			return nil
 		}
 	}
-	return al.refuse(given, real)
+	return al.refuse("directory", given, real)
 }

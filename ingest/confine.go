@@ -3,12 +3,6 @@
 
 package ingest
 
-/*
-#cgo pkg-config: gdal
-#include <cpl_conv.h>
-*/
-import "C"
-
 import (
 	"bytes"
 	"encoding/xml"
@@ -18,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"unsafe"
 
 	"github.com/airbusgeo/godal"
 	mm "github.com/methanemap/methanemap"
@@ -33,10 +26,12 @@ import (
 //  1. Side-cars are never looked for: GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR
 //     makes every driver see an empty directory beside the file it opens,
 //     so no .ovr, .msk, .aux.xml, .tfw or other sibling is read.
+//
 //  2. With an allow list, a scene's raster may only be a GeoTIFF or a VRT,
 //     told by its first bytes (not its name), and it is opened with only
 //     that driver (GDALOpenEx's allowed drivers), so no other driver can
 //     claim it.
+//
 //  3. A VRT is parsed here before GDAL sees it. Every element must be one
 //     a plain VRT of sourced bands uses (anything else, such as raw bands,
 //     warped or pansharpened VRTs, Python pixel functions, open options, is
@@ -44,11 +39,15 @@ import (
 //     (relativeToVRT) and must pass the allow list, and must itself be a
 //     GeoTIFF or a VRT that passes the same walk. Comments, CDATA and DTDs
 //     are refused so GDAL's XML parser and ours cannot read two documents.
+//
 //  4. Python in VRTs is off (GDAL_VRT_ENABLE_PYTHON=NO) whatever the walk.
 //
+//  5. A process whose scenes share one allow list (serve, score --allow)
+//     also sends all of GDAL's HTTP through a proxy that checks every URL,
+//     redirects included (proxy.go).
+//
 // JPEG 2000 is not among the formats: its GMLJP2 boxes carry XML whose
-// references were not audited. What remains is the operator's: an allowed
-// URL prefix trusts that server, including the redirects curl follows.
+// references were not audited.
 func init() { confineGDAL() }
 
 func confineGDAL() {
@@ -56,10 +55,7 @@ func confineGDAL() {
 		{"GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"},
 		{"GDAL_VRT_ENABLE_PYTHON", "NO"},
 	} {
-		k, v := C.CString(kv[0]), C.CString(kv[1])
-		C.CPLSetConfigOption(k, v)
-		C.free(unsafe.Pointer(k))
-		C.free(unsafe.Pointer(v))
+		setConfig(kv[0], kv[1])
 	}
 }
 
@@ -145,6 +141,9 @@ func readHead(path string, n int) ([]byte, error) {
 	ec := &errCollector{remote: isRemote(path)}
 	f, err := godal.VSIOpen(path, godal.ErrLogger(ec.handler()))
 	if err != nil {
+		if why := proxyRefusal(); why != "" {
+			return nil, mm.Permanentf("read %s: %s", describe(path), why)
+		}
 		return nil, ec.wrap("read "+describe(path), err)
 	}
 	defer f.Close()

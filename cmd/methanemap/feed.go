@@ -70,6 +70,9 @@ func runFeed(ctx context.Context, cfg configs.Config, args []string, stdout, std
 	if err := ingest.ValidateAllow(allow); err != nil {
 		return usagef("feed: --allow: %v", err)
 	}
+	if err := ingest.Confine(allow); err != nil { // GDAL's HTTP too, redirects included
+		return err
+	}
 	if len(stacURLs) > 0 {
 		c.STAC = stacURLs
 	}

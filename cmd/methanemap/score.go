@@ -51,6 +51,9 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if err := ingest.ValidateAllow(allow); err != nil {
 		return usagef("score: --allow: %v", err)
 	}
+	if err := ingest.Confine(allow); err != nil { // GDAL's HTTP too, redirects included
+		return err
+	}
 	if len(sceneFiles) == 0 || *out == "" {
 		return usagef("score: --scene and -o are required")
 	}

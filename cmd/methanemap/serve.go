@@ -75,6 +75,9 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if err := ingest.ValidateAllow(allow); err != nil {
 		return usagef("serve: --allow: %v", err)
 	}
+	if err := ingest.Confine(allow); err != nil { // GDAL's HTTP too, redirects included
+		return err
+	}
 	log.Info("scene hrefs allowed under", "allow", []string(allow))
 	url := *natsURL
 	if url == "" {
@@ -131,7 +134,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		return err
 	}
 	defer scorer.Close()
-	opts := pipeline.Options{Cutters: *cutters, Allow: allow, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
+	opts := pipeline.Options{Cutters: *cutters, Allow: allow, MaxChips: cfg.Tiles.MaxChips, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
 	process := func(ctx context.Context, sc *mm.Scene, progress func(int, int)) ([]mm.Detection, []mm.Site, error) {
 		o := opts
 		o.Progress = newEventProgress(progress, 5*time.Second)

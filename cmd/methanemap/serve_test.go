@@ -555,9 +555,10 @@ func TestRefusedHrefs(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(elsewhere, f), data, 0o644)
 	}
+	relElsewhere, _ := filepath.Rel(filepath.Dir(dir), elsewhere)
 	scenes := map[string]string{
 		"outside-root":   fmt.Sprintf(`{"id":"outside-root","assets":{"naip":{"href":%q},"s1":{"href":%q}}}`, filepath.Join(elsewhere, "naip.tif"), filepath.Join(elsewhere, "s1.tif")),
-		"dotdot":         fmt.Sprintf(`{"id":"dotdot","assets":{"naip":{"href":%q}}}`, filepath.Join(dir, "..", filepath.Base(elsewhere), "naip.tif")),
+		"dotdot":         fmt.Sprintf(`{"id":"dotdot","assets":{"naip":{"href":%q}}}`, dir+"/../"+relElsewhere+"/naip.tif"),
 		"outside-prefix": fmt.Sprintf(`{"id":"outside-prefix","assets":{"naip":{"href":%q}}}`, srv.URL+"/naip.tif"),
 		"passwd":         `{"id":"passwd","assets":{"naip":{"href":"/etc/passwd"}}}`,
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	mm "github.com/methanemap/methanemap"
 )
@@ -42,4 +43,18 @@ func writeSceneFiles(dir, scene, ext string, dets []mm.Detection, sites []mm.Sit
 		return err
 	}
 	return nil
+}
+
+// cleanStaging removes the staging directories of writes that never ended
+// (a daemon killed while writing), once they are older than age: another
+// daemon sharing dir may be writing a young one.
+func cleanStaging(dir string, age time.Duration) int {
+	stale, _ := filepath.Glob(filepath.Join(dir, ".*.staging-*"))
+	n := 0
+	for _, p := range stale {
+		if fi, err := os.Lstat(p); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > age && os.RemoveAll(p) == nil {
+			n++
+		}
+	}
+	return n
 }

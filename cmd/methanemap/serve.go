@@ -65,6 +65,9 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		if err := os.MkdirAll(*outDir, 0o755); err != nil {
 			return mm.Permanentf("serve: --out: %w", err)
 		}
+		if n := cleanStaging(*outDir, time.Hour); n > 0 {
+			log.Info("--out: removed the staging directories of writes that never ended", "dir", *outDir, "removed", n)
+		}
 	}
 	if len(allow) == 0 {
 		allow = cfg.Ingest.Allow

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/internal/hostile"
 	"github.com/methanemap/methanemap/internal/testenv"
 )
 
@@ -95,7 +95,7 @@ func TestOpenBadInput(t *testing.T) {
 	os.WriteFile(nanGT, []byte(`<VRTDataset rasterXSize="100" rasterYSize="100"><SRS>EPSG:32615</SRS>
 <GeoTransform>nan, 1, 0, 4600000, 0, -1</GeoTransform><VRTRasterBand dataType="Byte" band="1"/></VRTDataset>`), 0o644)
 	hugeTIFF := filepath.Join(dir, "huge.tif")
-	os.WriteFile(hugeTIFF, absurdTIFF(), 0o644)
+	os.WriteFile(hugeTIFF, hostile.AbsurdTIFF(), 0o644)
 
 	tests := []struct {
 		name  string
@@ -140,26 +140,6 @@ func TestOpenBadInput(t *testing.T) {
 			}
 		})
 	}
-}
-
-// absurdTIFF is a 60-byte TIFF whose header claims 4e9 x 4e9 pixels.
-func absurdTIFF() []byte {
-	type entry struct {
-		tag, typ uint16
-		val      uint32
-	}
-	entries := []entry{{256, 4, 4e9}, {257, 4, 4e9}, {258, 3, 8}, {259, 3, 1}, {262, 3, 1}, {273, 4, 8}, {277, 3, 1}, {278, 4, 4e9}, {279, 4, 1}}
-	b := []byte("II*\x00")
-	b = binary.LittleEndian.AppendUint32(b, 16)
-	b = append(b, make([]byte, 8)...)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(entries)))
-	for _, e := range entries {
-		b = binary.LittleEndian.AppendUint16(b, e.tag)
-		b = binary.LittleEndian.AppendUint16(b, e.typ)
-		b = binary.LittleEndian.AppendUint32(b, 1)
-		b = binary.LittleEndian.AppendUint32(b, e.val)
-	}
-	return binary.LittleEndian.AppendUint32(b, 0)
 }
 
 func TestTruncatedGeoTIFF(t *testing.T) {

@@ -47,7 +47,7 @@ func (e *Env) cases(t testing.TB, base scene, pub string) []Case {
 		t.Fatal(err)
 	}
 	truncated := e.write(t, "truncated.tif", string(data[:len(data)*6/10]))
-	absurd := e.write(t, "absurd.tif", string(absurdTIFF()))
+	absurd := e.write(t, "absurd.tif", string(AbsurdTIFF()))
 	notRaster := e.write(t, "notes.tif", "this is not a raster\n")
 
 	refused := "not under an allowed"
@@ -102,21 +102,22 @@ func readFile(t testing.TB, p string) string {
 	return string(b)
 }
 
-// absurdTIFF is a valid little-endian TIFF header declaring 2^31 x 2^31
-// pixels of one byte, with no data.
-func absurdTIFF() []byte {
-	b := []byte("II*\x00")
-	b = binary.LittleEndian.AppendUint32(b, 8)
-	entries := []struct {
+// AbsurdTIFF is a 60-byte TIFF whose header claims 4e9 x 4e9 pixels.
+func AbsurdTIFF() []byte {
+	type entry struct {
 		tag, typ uint16
 		val      uint32
-	}{{256, 4, 1 << 31}, {257, 4, 1 << 31}, {258, 3, 8}, {259, 3, 1}, {262, 3, 1}, {273, 4, 0}, {277, 3, 1}, {278, 4, 1}, {279, 4, 0}}
+	}
+	entries := []entry{{256, 4, 4e9}, {257, 4, 4e9}, {258, 3, 8}, {259, 3, 1}, {262, 3, 1}, {273, 4, 8}, {277, 3, 1}, {278, 4, 4e9}, {279, 4, 1}}
+	b := []byte("II*\x00")
+	b = binary.LittleEndian.AppendUint32(b, 16)
+	b = append(b, make([]byte, 8)...)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(entries)))
-	for _, en := range entries {
-		b = binary.LittleEndian.AppendUint16(b, en.tag)
-		b = binary.LittleEndian.AppendUint16(b, en.typ)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint16(b, e.tag)
+		b = binary.LittleEndian.AppendUint16(b, e.typ)
 		b = binary.LittleEndian.AppendUint32(b, 1)
-		b = binary.LittleEndian.AppendUint32(b, en.val)
+		b = binary.LittleEndian.AppendUint32(b, e.val)
 	}
 	return binary.LittleEndian.AppendUint32(b, 0)
 }

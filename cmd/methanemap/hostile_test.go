@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -172,5 +173,36 @@ func TestCleanStaging(t *testing.T) {
 	}
 	if _, err := os.Stat(young); err != nil {
 		t.Error("the young staging directory was removed")
+	}
+}
+
+// TestServeKilledKeepsDone: a daemon killed with SIGKILL after a scene is
+// done (its embedded broker dies with it) comes back on the same data
+// directory knowing the scene is done: enqueue says so, and --wait ends at
+// once with the done event, not after a timeout.
+func TestServeKilledKeepsDone(t *testing.T) {
+	dir := fixtureDir(t)
+	scene := filepath.Join(dir, "scene.json")
+	id := sceneID(t, scene)
+	data := t.TempDir()
+	natsPort := freePort(t)
+	args := []string{"serve", "--data", data, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort), "--http", "127.0.0.1:0", "--cutters", "1", "--allow", dir}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	d := spawn(t, nil, args...)
+	if !d.serving(t) {
+		t.Fatalf("serve exited %d:\n%s", d.wait(), d.stderr.String())
+	}
+	if code, stdout, stderr := cli(t, "enqueue", "--nats", url, "--wait", "--timeout", "3m", scene); code != 0 || !strings.Contains(stdout, id+" done: ") {
+		t.Fatalf("enqueue --wait: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	d.wait()
+	d = spawn(t, nil, args...)
+	if !d.serving(t) {
+		t.Fatalf("serve after SIGKILL exited %d:\n%s", d.wait(), d.stderr.String())
+	}
+	code, stdout, stderr := cli(t, "enqueue", "--nats", url, "--wait", "--timeout", "1m", scene)
+	if code != 0 || !strings.Contains(stdout, id+" duplicate: done already") || !strings.Contains(stdout, id+" done: ") {
+		t.Fatalf("enqueue --wait of the done scene after SIGKILL: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }

@@ -34,6 +34,9 @@ func runChips(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := ingest.Confine(nil); err != nil { // a local user's files: GDAL's HTTP goes out as it is
+		return err
+	}
 	if *sceneFile == "" || *out == "" {
 		return usagef("chips: --scene and --out are required")
 	}

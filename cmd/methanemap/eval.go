@@ -37,6 +37,9 @@ func runEval(ctx context.Context, cfg configs.Config, args []string, stdout, std
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := ingest.Confine(nil); err != nil { // a local user's files: GDAL's HTTP goes out as it is
+		return err
+	}
 	if len(scenes) == 0 && *heldOut == 0 {
 		return usagef("eval: give --scene FILE or --held-out N")
 	}

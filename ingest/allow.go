@@ -152,29 +152,40 @@ func (al *allowList) refuse(kind, href, resolved string) error {
 
 // check is Allowed for a parsed list.
 func (al *allowList) check(href string) error {
+	_, err := al.resolve(href)
+	return err
+}
+
+// resolve checks an href and returns the GDAL path that reads what was
+// checked: a local file's resolved path (links and ".." applied), a URL's
+// GDAL path as it is.
+func (al *allowList) resolve(href string) (string, error) {
+	u := href
 	if strings.HasPrefix(href, "/vsi") {
-		u, err := vsiURL(href)
-		if err != nil {
-			return mm.Permanentf("%v", err)
+		var err error
+		if u, err = vsiURL(href); err != nil {
+			return "", mm.Permanentf("%v", err)
 		}
-		href = u
 	}
-	if !strings.Contains(href, "://") {
-		return al.checkLocal(href)
+	if !strings.Contains(u, "://") {
+		return al.checkLocal(u)
 	}
-	u, err := parseURL(href)
+	pu, err := parseURL(u)
 	if err != nil {
-		return mm.Permanentf("%v", err)
+		return "", mm.Permanentf("%v", err)
 	}
-	if u.scheme == "file" {
-		return al.checkLocal(u.path)
+	if pu.scheme == "file" {
+		return al.checkLocal(pu.path)
 	}
 	for _, a := range al.urls {
-		if a.scheme == u.scheme && a.host == u.host && a.port == u.port && under(u.path, a.path) {
-			return nil
+		if a.scheme == pu.scheme && a.host == pu.host && a.port == pu.port && under(pu.path, a.path) {
+			if strings.HasPrefix(href, "/vsi") {
+				return href, nil
+			}
+			return GDALPath(href)
 		}
 	}
-	return al.refuse("URL prefix", href, href)
+	return "", al.refuse("URL prefix", href, href)
 }
 
 // vsiURL turns the GDAL virtual file systems that can be allowed back
@@ -197,30 +208,30 @@ func vsiURL(p string) (string, error) {
 }
 
 // checkLocal resolves a local path as the kernel would (links first, then
-// ".."), and checks it lies under an allowed directory.
-func (al *allowList) checkLocal(p string) error {
+// ".."), checks it lies under an allowed directory, and returns it resolved.
+func (al *allowList) checkLocal(p string) (string, error) {
 	given := p
 	if p == "" || strings.ContainsRune(p, 0) {
-		return mm.Permanentf("an empty path or one with a NUL")
+		return "", mm.Permanentf("an empty path or one with a NUL")
 	}
 	if !filepath.IsAbs(p) {
 		wd, err := os.Getwd()
 		if err != nil {
-			return mm.Permanentf("%s: %v", p, err)
+			return "", mm.Permanentf("%s: %v", p, err)
 		}
 		p = wd + string(filepath.Separator) + p // not Join: it would apply ".." before the links
 	}
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return mm.Permanentf("no such file (%s)", p)
+			return "", mm.Permanentf("no such file (%s)", p)
 		}
-		return mm.Permanentf("%s: %v", p, err)
+		return "", mm.Permanentf("%s: %v", p, err)
 	}
 	for _, root := range al.dirs {
 		if rel, err := filepath.Rel(root, real); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return nil
+			return real, nil
 		}
 	}
-	return al.refuse("directory", given, real)
+	return "", al.refuse("directory", given, real)
 }

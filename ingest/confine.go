@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/airbusgeo/godal"
@@ -66,46 +68,98 @@ const (
 	maxVRTDepth   = 4       // VRTs naming VRTs
 )
 
-// vetter walks what one raster will make GDAL open.
+// vetter walks what one raster will make GDAL open, and freezes it: GDAL
+// opens the sources of a VRT later, by name, with any driver, so a file
+// checked as a GeoTIFF could be swapped for a VRT naming anything before
+// GDAL reads it. So GDAL is given, instead of what was checked, names that
+// cannot become something else: a GeoTIFF source as GTIFF_DIR:1:<path>
+// (only the GTiff driver opens that), a VRT as a copy of it written here,
+// its sources renamed the same way.
 type vetter struct {
-	al      *allowList
-	visited map[string]bool
+	al     *allowList
+	frozen map[string]string // GDAL path checked -> the name GDAL is given for it
+	temps  []string          // the VRT copies written
 }
 
-// vetRaster checks, before GDAL opens path (a GDAL path, already allowed),
-// everything GDAL will open on its behalf, and returns the one driver that
-// may open it.
-func vetRaster(path string, allow []string) (string, error) {
+// vetted is what a confined open hands GDAL.
+type vetted struct {
+	driver string   // the one driver that may open it: GTiff or VRT
+	open   string   // the name to open: the resolved path, or a VRT's frozen copy
+	source string   // the name a VRT of ours must give it by (GTIFF_DIR:1:..., or the copy)
+	temps  []string // files to remove when the raster closes
+}
+
+// vetRaster checks an href and everything GDAL will open on its behalf,
+// before GDAL reads any of it, and returns what GDAL must be given.
+func vetRaster(href string, allow []string) (vetted, error) {
 	al, err := parseAllow(allow)
 	if err != nil {
-		return "", mm.Permanent(err)
+		return vetted{}, mm.Permanent(err)
 	}
-	v := &vetter{al: al, visited: map[string]bool{}}
-	return v.vet(path, 0)
+	v := &vetter{al: al, frozen: map[string]string{}}
+	gp, err := al.resolve(href)
+	if err != nil {
+		return vetted{}, err
+	}
+	driver, frozen, err := v.vet(gp, 0)
+	if err != nil {
+		v.removeTemps()
+		return vetted{}, err
+	}
+	out := vetted{driver: driver, open: gp, source: frozen, temps: v.temps}
+	if driver == "VRT" {
+		out.open = frozen
+	}
+	return out, nil
 }
 
-func (v *vetter) vet(path string, depth int) (string, error) {
+func (v *vetter) removeTemps() {
+	for _, p := range v.temps {
+		os.Remove(p)
+	}
+	v.temps = nil
+}
+
+// vet sniffs a resolved GDAL path and returns its driver and frozen name.
+func (v *vetter) vet(path string, depth int) (driver, frozen string, err error) {
 	if depth > maxVRTDepth {
-		return "", mm.Permanentf("VRTs nested more than %d deep", maxVRTDepth)
+		return "", "", mm.Permanentf("VRTs nested more than %d deep", maxVRTDepth)
 	}
 	head, err := readHead(path, 512)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	switch {
 	case isTIFF(head):
-		return "GTiff", nil
+		return "GTiff", "GTIFF_DIR:1:" + path, nil
 	case isVRT(head):
 		data, err := readHead(path, maxVRTBytes+1)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		if len(data) > maxVRTBytes {
-			return "", mm.Permanentf("a VRT of more than %d bytes", maxVRTBytes)
+			return "", "", mm.Permanentf("a VRT of more than %d bytes", maxVRTBytes)
 		}
-		return "VRT", v.walkVRT(path, data, depth)
+		out, err := v.rewriteVRT(path, data, depth)
+		if err != nil {
+			return "", "", err
+		}
+		dir, err := tempDir()
+		if err != nil {
+			return "", "", err
+		}
+		f, err := os.CreateTemp(dir, "frozen-*.vrt")
+		if err != nil {
+			return "", "", err
+		}
+		v.temps = append(v.temps, f.Name())
+		_, err = f.Write(out)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return "VRT", f.Name(), err
 	}
-	return "", mm.Permanentf("not a GeoTIFF or a VRT (with an allow list, scene rasters may only be these; JPEG 2000 and other formats are refused)")
+	return "", "", mm.Permanentf("not a GeoTIFF or a VRT (with an allow list, scene rasters may only be these; JPEG 2000 and other formats are refused)")
 }
 
 func isTIFF(b []byte) bool {
@@ -165,11 +219,13 @@ func readHead(path string, n int) ([]byte, error) {
 // vrtElements are the elements of a plain VRT of sourced (or derived, with
 // built-in pixel functions) bands: all GDAL's BuildVRT and gdal_translate
 // -of VRT write, and none that makes GDAL open anything but SourceFilename.
+// Not KernelFilteredSource: a 4 MB kernel of 10^6 coefficients costs
+// hours of CPU per scene.
 var vrtElements = setOf("VRTDataset", "SRS", "GeoTransform", "GCPList", "GCP", "Metadata", "MDI", "VRTRasterBand",
 	"MaskBand", "OverviewList", "Description", "UnitType", "Offset", "Scale", "CategoryNames", "Category", "ColorTable",
 	"Entry", "NoDataValue", "HideNoDataValue", "ColorInterp", "Histograms", "HistItem", "HistMin", "HistMax",
 	"BucketCount", "IncludeOutOfRange", "Approximate", "HistCounts", "Overview", "SourceFilename", "SourceBand",
-	"SimpleSource", "ComplexSource", "AveragedSource", "KernelFilteredSource", "Kernel", "Size", "Coefs",
+	"SimpleSource", "ComplexSource", "AveragedSource",
 	"SourceProperties", "SrcRect", "DstRect", "ScaleOffset", "ScaleRatio", "NODATA", "UseMaskBand", "LUT",
 	"ColorTableComponent", "Exponent", "SrcMin", "SrcMax", "DstMin", "DstMax", "PixelFunctionType",
 	"PixelFunctionArguments", "SourceTransferType", "BlockXSize", "BlockYSize")
@@ -185,56 +241,90 @@ func setOf(names ...string) map[string]bool {
 	return m
 }
 
-// walkVRT checks a VRT's XML and every source it names.
-func (v *vetter) walkVRT(path string, data []byte, depth int) error {
-	if bytes.Contains(data, []byte("<![CDATA[")) || bytes.Contains(data, []byte("<!")) {
-		return mm.Permanentf("VRT %s: comments, CDATA and DTDs are refused", describe(path))
+// rewriteVRT checks a VRT's XML and every source it names, and returns it
+// with each SourceFilename replaced by its frozen name.
+func (v *vetter) rewriteVRT(path string, data []byte, depth int) ([]byte, error) {
+	if bytes.Contains(data, []byte("<!")) { // comments, CDATA, DTDs
+		return nil, mm.Permanentf("VRT %s: comments, CDATA and DTDs are refused", describe(path))
 	}
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.Strict = true
+	var out bytes.Buffer
+	enc := xml.NewEncoder(&out)
 	var stack []string
 	var text strings.Builder
-	var rel string // the open SourceFilename's relativeToVRT
+	var src *xml.StartElement // the open SourceFilename
 	for {
 		tok, err := d.Token()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return mm.Permanentf("VRT %s: %v", describe(path), err)
+			return nil, mm.Permanentf("VRT %s: %v", describe(path), err)
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
 			if err := vetElement(t, len(stack)); err != nil {
-				return mm.Permanentf("VRT %s: %v", describe(path), err)
+				return nil, mm.Permanentf("VRT %s: %v", describe(path), err)
 			}
 			stack = append(stack, strings.ToLower(t.Name.Local))
 			text.Reset()
 			if strings.EqualFold(t.Name.Local, "SourceFilename") {
-				rel = attr(t, "relativeToVRT")
+				c := t.Copy()
+				src = &c
+				continue // written at its end, renamed
 			}
 		case xml.CharData:
 			text.Write(t)
+			if src != nil {
+				continue
+			}
 		case xml.EndElement:
 			name := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
 			switch name {
 			case "sourcefilename":
-				if err := v.source(path, text.String(), rel, depth); err != nil {
-					return err
+				frozen, err := v.source(path, text.String(), attr(*src, "relativeToVRT"), depth)
+				if err != nil {
+					return nil, err
 				}
+				if err := writeSource(enc, *src, frozen); err != nil {
+					return nil, err
+				}
+				src = nil
+				text.Reset()
+				continue
 			case "srs":
 				if err := vetSRS(text.String()); err != nil {
-					return mm.Permanentf("VRT %s: SRS: %v", describe(path), err)
+					return nil, mm.Permanentf("VRT %s: SRS: %v", describe(path), err)
 				}
 			}
 			text.Reset()
 		case xml.ProcInst:
 			if t.Target != "xml" || len(stack) > 0 {
-				return mm.Permanentf("VRT %s: processing instruction %q refused", describe(path), t.Target)
+				return nil, mm.Permanentf("VRT %s: processing instruction %q refused", describe(path), t.Target)
 			}
+			continue // the encoder writes UTF-8 without one
 		default: // comments, directives
-			return mm.Permanentf("VRT %s: comments and directives are refused", describe(path))
+			return nil, mm.Permanentf("VRT %s: comments and directives are refused", describe(path))
+		}
+		if err := enc.EncodeToken(tok); err != nil {
+			return nil, err
+		}
+	}
+	if err := enc.Flush(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// writeSource writes a SourceFilename element naming frozen, absolute.
+func writeSource(enc *xml.Encoder, start xml.StartElement, frozen string) error {
+	start.Attr = slices.DeleteFunc(start.Attr, func(a xml.Attr) bool { return strings.EqualFold(a.Name.Local, "relativeToVRT") })
+	start.Attr = append(start.Attr, xml.Attr{Name: xml.Name{Local: "relativeToVRT"}, Value: "0"})
+	for _, t := range []xml.Token{start, xml.CharData(frozen), start.End()} {
+		if err := enc.EncodeToken(t); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -281,6 +371,12 @@ func vetElement(t xml.StartElement, depth int) error {
 // not a file name or URL SetFromUserInput could read.
 func vetSRS(s string) error {
 	s = strings.TrimSpace(s)
+	// PROJ opens the grid files a CRS names (BOUNDCRS, +nadgrids): by path
+	for _, w := range []string{"parameterfile", "grids="} {
+		if strings.Contains(strings.ToLower(s), w) {
+			return fmt.Errorf("a CRS naming grid or parameter files (%q) is refused", w)
+		}
+	}
 	switch {
 	case s == "":
 		return nil
@@ -316,14 +412,36 @@ func gdalRelative(name string) bool {
 	return !(strings.HasPrefix(r, ":\\") || strings.HasPrefix(r, ":/") || strings.Contains(r, "://"))
 }
 
+// gtiffDir is GDAL's name for one directory of a GeoTIFF: only the GTiff
+// driver opens it (frozen names, and the feed's mosaics, use it).
+var gtiffDir = regexp.MustCompile(`^GTIFF_DIR:([0-9]{1,4}):(/.*)$`)
+
 // source resolves a SourceFilename as GDAL does, checks it against the
-// allow list, and walks it.
-func (v *vetter) source(vrtPath, name, rel string, depth int) error {
+// allow list, walks it, and returns the name GDAL is to be given for it.
+func (v *vetter) source(vrtPath, name, rel string, depth int) (string, error) {
+	fail := func(format string, args ...any) error {
+		return mm.Permanentf("VRT %s: source %.80q: %s", describe(vrtPath), name, fmt.Sprintf(format, args...))
+	}
 	if name == "" || name != strings.TrimSpace(name) || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 }) {
-		return mm.Permanentf("VRT %s: source %.60q: empty, or with spaces or control characters around it", describe(vrtPath), name)
+		return "", fail("empty, or with spaces or control characters around it")
 	}
 	if rel != "" && rel != "0" && rel != "1" {
-		return mm.Permanentf("VRT %s: relativeToVRT=%q (want 0 or 1)", describe(vrtPath), rel)
+		return "", fail("relativeToVRT=%q (want 0 or 1)", rel)
+	}
+	if m := gtiffDir.FindStringSubmatch(name); m != nil {
+		if rel == "1" {
+			return "", fail("GTIFF_DIR with relativeToVRT=1")
+		}
+		gp, err := v.al.resolve(m[2])
+		if err != nil {
+			return "", fail("%v", err)
+		}
+		return "GTIFF_DIR:" + m[1] + ":" + gp, nil
+	}
+	// GDAL reads prefixes (NITF_IM:0:, GTIFF_DIR:, PDF:...) in names and,
+	// with relativeToVRT, joins only what follows them: no colon but a URL's
+	if strings.Contains(name, ":") && !strings.Contains(name, "://") && !strings.HasPrefix(name, "/vsi") {
+		return "", fail("a driver prefix or connection string")
 	}
 	p := name
 	if rel == "1" && gdalRelative(name) {
@@ -333,22 +451,20 @@ func (v *vetter) source(vrtPath, name, rel string, depth int) error {
 			p = filepath.Dir(vrtPath) + string(filepath.Separator) + name
 		}
 	}
-	if err := v.al.check(p); err != nil {
-		return mm.Permanentf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
-	}
-	gp, err := GDALPath(p)
+	gp, err := v.al.resolve(p)
 	if err != nil {
-		return mm.Permanentf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
+		return "", fail("%v", err)
 	}
-	if v.visited[gp] {
-		return nil
+	if f, ok := v.frozen[gp]; ok {
+		return f, nil
 	}
-	if len(v.visited) >= maxVRTSources {
-		return mm.Permanentf("VRT %s: more than %d distinct sources", describe(vrtPath), maxVRTSources)
+	if len(v.frozen) >= maxVRTSources {
+		return "", fail("more than %d distinct sources", maxVRTSources)
 	}
-	v.visited[gp] = true
-	if _, err := v.vet(gp, depth+1); err != nil {
-		return fmt.Errorf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
+	_, frozen, err := v.vet(gp, depth+1)
+	if err != nil {
+		return "", fmt.Errorf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
 	}
-	return nil
+	v.frozen[gp] = frozen
+	return frozen, nil
 }

@@ -237,7 +237,132 @@ func TestBuildMosaicChecksEveryHref(t *testing.T) {
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the server outside the allow list got %d requests", n)
 	}
-	if err := BuildMosaic(filepath.Join(out, "ok.vrt"), []string{a, a}, allow); err != nil {
-		t.Errorf("mosaic of allowed files: %v", err)
+	ok := filepath.Join(out, "ok.vrt")
+	if err := BuildMosaic(ok, []string{a, a}, allow); err != nil {
+		t.Fatalf("mosaic of allowed files: %v", err)
+	}
+	// as the workers open it: its sources named for the GTiff driver only
+	body, _ := os.ReadFile(ok)
+	if !strings.Contains(string(body), "GTIFF_DIR:1:"+a) {
+		t.Errorf("the mosaic does not name its source for the GTiff driver:\n%s", body)
+	}
+	src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Href: ok, Bands: []string{"B02"}}}), Options{Allow: allow, AnyResolution: true})
+	if err != nil {
+		t.Fatalf("confined open of the mosaic: %v", err)
+	}
+	src.Close()
+}
+
+// TestVRTSourcesFrozen: GDAL opens a VRT's sources later than the check,
+// by name and with any driver. A source checked as a GeoTIFF and then
+// replaced by a VRT naming a file outside must not be read: GDAL is given
+// names only the GTiff driver opens, and a copy of the VRT.
+func TestVRTSourcesFrozen(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	secret := writeTestTIFF(t, outside, "secret.tif", 1, "UInt16", "")
+	late := writeTestTIFF(t, root, "late.tif", 1, "UInt16", "")
+	vrtPath := filepath.Join(root, "x.vrt")
+	testenv.Run(t, "", "gdal_translate", "-q", "-of", "VRT", late, vrtPath)
+	src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Href: vrtPath, Bands: []string{"B02"}}}), Options{Allow: []string{root}, AnyResolution: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// after the check: late.tif becomes a VRT of the secret
+	swap := filepath.Join(root, "swap.vrt")
+	testenv.Run(t, "", "gdal_translate", "-q", "-of", "VRT", secret, swap)
+	if err := os.Rename(swap, late); err != nil {
+		t.Fatal(err)
+	}
+	w := Window{EPSG: 32615, Bounds: [4]float64{440000, 4644000, 446000, 4650000}, Width: 60, Height: 60}
+	if _, err := src.Rasters[0].Warp(context.Background(), w, Bilinear); err == nil {
+		t.Error("the swapped source was read: GDAL opened a VRT where a GeoTIFF was checked")
+	}
+	frozen := src.Rasters[0].Path
+	src.Close()
+	if _, err := os.Stat(frozen); err == nil {
+		t.Errorf("the frozen copy %s outlived its raster", frozen)
+	}
+}
+
+// TestDriverPrefixesRefused: GDAL reads NITF_IM:0:, GTIFF_DIR:n:, PDF:...
+// in a source name and, with relativeToVRT, joins only what follows the
+// prefix to the VRT's directory; relative to the working directory, a
+// prefixed href reaches any file. Names with such prefixes are refused,
+// and a GeoTIFF href is opened by its resolved path.
+func TestDriverPrefixesRefused(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	secret := writeTestTIFF(t, outside, "s1.tif", 1, "Float32", "")
+	inside := writeTestTIFF(t, root, "in.tif", 1, "Float32", "")
+	// what Go would resolve the prefixed name to exists inside the root
+	os.MkdirAll(filepath.Join(root, "d", "NITF_IM:0:..", "x"), 0o755)
+	os.MkdirAll(filepath.Join(root, "d", "x"), 0o755)
+	writeTestTIFF(t, filepath.Join(root, "d", "x"), "s1.tif", 1, "Float32", "")
+	vrtPath := filepath.Join(root, "d", "p.vrt")
+	testenv.Run(t, "", "gdal_translate", "-q", "-of", "VRT", inside, vrtPath)
+	body, _ := os.ReadFile(vrtPath)
+	s := strings.ReplaceAll(string(body), inside, "NITF_IM:0:../x/s1.tif")
+	s = strings.ReplaceAll(s, `relativeToVRT="0"`, `relativeToVRT="1"`)
+	os.WriteFile(vrtPath, []byte(s), 0o644)
+	// and a prefixed href relative to the working directory, inside the root
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(root)
+	os.MkdirAll(filepath.Join(root, "GTIFF_DIR:1:"+filepath.Dir(secret)), 0o755)
+	writeTestTIFF(t, filepath.Join(root, "GTIFF_DIR:1:"+filepath.Dir(secret)), "s1.tif", 1, "Float32", "")
+	_, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: vrtPath, Bands: []string{"VV"}}}), Options{Allow: []string{root}, AnyResolution: true})
+	if err == nil || !mm.IsPermanent(err) || !strings.Contains(err.Error(), "driver prefix") {
+		t.Errorf("VRT naming NITF_IM:0:../x/s1.tif relative to it: %v", err)
+	}
+	// the prefixed href is the file of that name inside the root, opened by its resolved path
+	src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel1: {Href: "GTIFF_DIR:1:" + secret, Bands: []string{"VV"}}}), Options{Allow: []string{root}, AnyResolution: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if p := src.Rasters[0].Path; !strings.HasPrefix(p, root+"/") {
+		t.Errorf("GDAL was given %s, not the resolved path of the file inside the root", p)
+	}
+}
+
+// TestProxyTunnels: https is tunnelled only to allowed hosts and ports;
+// an s3:// prefix opens its bucket's endpoints, not all of AWS.
+func TestProxyTunnels(t *testing.T) {
+	al, err := parseAllow([]string{"https://data.example.org/scenes/", "s3://my-bucket/scenes/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{al: al}
+	for host, want := range map[string]bool{
+		"data.example.org:443":                        true,
+		"data.example.org:8443":                       false,
+		"evil.example.org:443":                        false,
+		"my-bucket.s3.amazonaws.com:443":              true,
+		"my-bucket.s3.eu-west-1.amazonaws.com:443":    true,
+		"other-bucket.s3.amazonaws.com:443":           false,
+		"s3.amazonaws.com:443":                        false,
+		"attacker.elb.amazonaws.com:443":              false,
+		"my-bucket.s3.amazonaws.com.evil.example:443": false,
+		"ec2-203-0-113-5.compute-1.amazonaws.com:443": false,
+	} {
+		if got := p.tunnelOK(host); got != want {
+			t.Errorf("CONNECT %s: %v, want %v", host, got, want)
+		}
+	}
+}
+
+func TestVetSRS(t *testing.T) {
+	for srs, ok := range map[string]bool{
+		"EPSG:32615": true,
+		`PROJCS["OSGB36 / British National Grid",GEOGCS["OSGB36"]]`:                                      true,
+		`BOUNDCRS[SOURCECRS[GEOGCRS["x"]],ABRIDGEDTRANSFORMATION["y",PARAMETERFILE["g","/etc/passwd"]]]`: false,
+		"+proj=utm +zone=15 +nadgrids=/etc/x.gsb":                                                        false,
+		"/etc/passwd": false,
+	} {
+		if err := vetSRS(srs); (err == nil) != ok {
+			t.Errorf("vetSRS(%q) = %v, want ok=%v", srs, err, ok)
+		}
 	}
 }

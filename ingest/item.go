@@ -73,9 +73,9 @@ func ParseItem(data []byte) (Item, error) {
 // BuildMosaic writes a VRT at path that mosaics the rasters at hrefs (local
 // paths or URLs, read as ingest reads them), later ones on top. The VRT
 // is written to a temporary name and renamed into place. GDAL opens every
-// href to write the VRT: with an allow list each must pass it and be what
-// a confined Open accepts (a GeoTIFF, or a VRT whose sources pass), checked
-// before GDAL reads it; the error is permanent and names the href.
+// href to write the VRT: with an allow list each must pass it and be a
+// GeoTIFF, checked before GDAL reads it, and is named in the VRT so that
+// only GDAL's GTiff driver opens it; the error is permanent and names the href.
 func BuildMosaic(path string, hrefs []string, allow []string) error {
 	register()
 	srcs := make([]string, len(hrefs))
@@ -84,15 +84,22 @@ func BuildMosaic(path string, hrefs []string, allow []string) error {
 		if err != nil {
 			return err
 		}
+		srcs[i] = p
 		if len(allow) > 0 {
-			if err := Allowed(h, allow); err != nil {
-				return mm.Permanentf("ingest: mosaic %s: %s: %w", filepath.Base(path), describe(h), err)
+			// a GeoTIFF, named so that only GDAL's GTiff driver opens it:
+			// the workers read this VRT later, when the file may be another
+			v, err := vetRaster(h, allow)
+			if err == nil && v.driver != "GTiff" {
+				for _, t := range v.temps {
+					os.Remove(t)
+				}
+				err = mm.Permanentf("a mosaic's sources must be GeoTIFFs, this is a %s", v.driver)
 			}
-			if _, err := vetRaster(p, allow); err != nil {
+			if err != nil {
 				return fmt.Errorf("ingest: mosaic %s: %s: %w", filepath.Base(path), describe(h), err)
 			}
+			srcs[i] = v.source
 		}
-		srcs[i] = p
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err

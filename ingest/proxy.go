@@ -150,6 +150,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
+	out.Host = "" // the checked URL's host, not a Host header that says another
 	for _, h := range []string{"Proxy-Connection", "Proxy-Authorization", "Connection", "Keep-Alive", "Te", "Trailer", "Upgrade"} {
 		out.Header.Del(h)
 	}
@@ -183,7 +184,9 @@ func (p *proxy) tunnelOK(hostport string) bool {
 				return true
 			}
 		case "s3":
-			if port == "443" && (host == "s3.amazonaws.com" || strings.HasSuffix(host, ".amazonaws.com")) {
+			// the bucket's own endpoints (GDAL's default virtual hosting):
+			// a path-style s3.amazonaws.com would serve any bucket
+			if port == "443" && strings.HasPrefix(host, a.host+".s3.") && strings.HasSuffix(host, ".amazonaws.com") {
 				return true
 			}
 		case "gs":

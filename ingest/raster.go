@@ -19,6 +19,10 @@ import (
 // more is refused before any pixel is read (a 0.3 m NAIP quad is ~25,000 px).
 const MaxRasterSide = 1 << 20
 
+// MaxBlockBytes is the largest block (tile or strip, all bands) a raster
+// may have: GDAL reads and caches whole blocks.
+const MaxBlockBytes = 256 << 20
+
 // Raster is one opened file of one sensor. It belongs to one goroutine.
 type Raster struct {
 	Sensor   mm.Sensor
@@ -42,8 +46,12 @@ type Raster struct {
 	// groundRes is the pixel size in metres at the raster's centre
 	groundRes float64
 	ds        *godal.Dataset
-	vrt       string     // a VRT file written for a band group, removed on close
-	warps     *warpCache // prepared warps (positions.go)
+	vrt       string // a VRT file written for a band group, removed on close
+	// source is the name a VRT of ours gives this raster by (confined:
+	// one that cannot become another format, see vetter); "": Path
+	source string
+	temps  []string   // files written for it (frozen VRTs), removed on close
+	warps  *warpCache // prepared warps (positions.go)
 }
 
 // Source holds the opened rasters of one scene.
@@ -203,6 +211,9 @@ func vrtOf(g []*Raster) (*Raster, error) {
 	hrefs := make([]string, len(g))
 	for i, m := range g {
 		paths[i], fields[i], hrefs[i] = m.Path, m.Field, m.Href
+		if m.source != "" {
+			paths[i] = m.source
+		}
 	}
 	ec := &errCollector{remote: g[0].remote}
 	// the files share one grid, so each band's source covers the whole
@@ -229,8 +240,11 @@ func vrtOf(g []*Raster) (*Raster, error) {
 	r.Href = strings.Join(hrefs, ", ")
 	r.Path, r.vrt, r.ds = f.Name(), f.Name(), ds
 	r.Bands = nil
+	r.temps = nil
 	for _, m := range g {
 		r.Bands = append(r.Bands, m.Bands[0])
+		r.temps = append(r.temps, m.temps...) // the group's VRT names them
+		m.temps = nil
 		m.close()
 	}
 	return &r, nil
@@ -302,15 +316,17 @@ func openRaster(ctx context.Context, sn mm.Sensor, field, href string, allow []s
 	}
 	opts := []godal.OpenOption{godal.RasterOnly()}
 	if len(allow) > 0 {
-		driver, err := vetRaster(path, allow)
+		v, err := vetRaster(href, allow)
 		if err != nil {
 			return nil, fieldErr(field, href, err)
 		}
-		opts = append(opts, godal.Drivers(driver))
+		r.Path, r.source, r.temps = v.open, v.source, v.temps
+		opts = append(opts, godal.Drivers(v.driver))
 	}
 	ec := &errCollector{remote: r.remote}
-	ds, err := godal.Open(path, append(opts, godal.ErrLogger(ec.handler()))...)
+	ds, err := godal.Open(r.Path, append(opts, godal.ErrLogger(ec.handler()))...)
 	if err != nil {
+		r.close()
 		return nil, ec.wrap(field+": "+describe(href)+": not a readable raster", err)
 	}
 	r.ds = ds
@@ -337,8 +353,15 @@ func (r *Raster) inspect() error {
 	r.Bands = make([]string, st.NBands)
 	bands := r.ds.Bands()
 	for i, b := range bands {
-		if dt := b.Structure().DataType.String(); dt != r.DataType {
+		bs := b.Structure()
+		if dt := bs.DataType.String(); dt != r.DataType {
 			return fmt.Errorf("band %d is %s but band 1 is %s: mixed data types", i+1, dt, r.DataType)
+		}
+		// GDAL reads and caches whole blocks: a 4 MB file of 16384 px
+		// tiles made 1 GB of Float32 per tile read
+		if n := float64(bs.BlockSizeX) * float64(bs.BlockSizeY) * float64(bs.DataType.Size()) * float64(st.NBands); n > MaxBlockBytes {
+			return fmt.Errorf("blocks of %dx%d px (%.0f MB for its %d bands) are over the %d MB one read may take: retile it (gdal_translate -co TILED=YES)",
+				bs.BlockSizeX, bs.BlockSizeY, n/(1<<20), st.NBands, MaxBlockBytes>>20)
 		}
 		r.masked = r.masked || maskedBeyondNodata(b.MaskFlags())
 	}
@@ -417,6 +440,10 @@ func (r *Raster) close() error {
 		defer os.Remove(r.vrt)
 		r.vrt = ""
 	}
+	for _, p := range r.temps {
+		defer os.Remove(p)
+	}
+	r.temps = nil
 	if r.ds == nil {
 		return nil
 	}

@@ -3,6 +3,7 @@ package hostile
 import (
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,6 +48,14 @@ func (e *Env) cases(t testing.TB, base scene, pub string) []Case {
 		t.Fatal(err)
 	}
 	truncated := e.write(t, "truncated.tif", string(data[:len(data)*6/10]))
+	bigTiles := filepath.Join(e.Root, "bigtiles.tif") // 4 MB on disk, 1 GB a tile
+	if out, err := exec.Command("gdal_translate", "-q", "-co", "TILED=YES", "-co", "BLOCKXSIZE=16384", "-co", "BLOCKYSIZE=16384",
+		"-co", "COMPRESS=DEFLATE", inside, bigTiles).CombinedOutput(); err != nil {
+		t.Fatalf("gdal_translate: %v: %s", err, out)
+	}
+	kernel := strings.ReplaceAll(readFile(t, e.vrtOf(t, "plain.vrt", inside, "", "")), "SimpleSource", "KernelFilteredSource")
+	kernel = e.write(t, "kernel.vrt", strings.Replace(kernel, "<KernelFilteredSource>",
+		`<KernelFilteredSource><Kernel normalized="1"><Size>3</Size><Coefs>1 1 1 1 1 1 1 1 1</Coefs></Kernel>`, 1))
 	absurd := e.write(t, "absurd.tif", string(AbsurdTIFF()))
 	notRaster := e.write(t, "notes.tif", "this is not a raster\n")
 
@@ -75,6 +84,8 @@ func (e *Env) cases(t testing.TB, base scene, pub string) []Case {
 		{"nan-geotransform", nanGT, "not finite"},
 		{"absurd-header", absurd, "not a readable raster"},
 		{"truncated", truncated, "truncated.tif"},
+		{"huge-tiles", bigTiles, "blocks of 16384x16384"},
+		{"vrt-kernel", kernel, "element <KernelFilteredSource> is not one"},
 		{"not-a-raster", notRaster, "not a GeoTIFF or a VRT"},
 		{"missing", filepath.Join(e.Root, "nope.tif"), "no such file"},
 	}

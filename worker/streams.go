@@ -21,6 +21,9 @@ type Config struct {
 	// context ends; then they are cancelled and naked so that another
 	// worker takes them (default 30s).
 	Grace time.Duration
+	// SceneTimeout is the longest a scene may run before it is given up
+	// on, permanently (default 2h).
+	SceneTimeout time.Duration
 	// Observe, when set, hears how long each scene took to publish
 	// ("publish") and to handle in all ("scene").
 	Observe func(stage string, d time.Duration)
@@ -47,6 +50,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = 30 * 24 * time.Hour
+	}
+	if c.SceneTimeout <= 0 {
+		c.SceneTimeout = 2 * time.Hour
 	}
 	if c.Grace <= 0 {
 		c.Grace = 30 * time.Second

@@ -102,8 +102,11 @@ type DeadLetter struct {
 	Time     time.Time       `json:"time"`
 	Message  json.RawMessage `json:"message,omitempty"`
 	Raw      string          `json:"raw,omitempty"` // the message when it is UTF-8 but not JSON
-	// RawBase64 is the message when it is not UTF-8, in base64.
+	// RawBase64 is the message when it is not UTF-8, in base64, or its
+	// first 64 KiB when it is larger (Truncated).
 	RawBase64 []byte `json:"raw_base64,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	Size      int    `json:"size"` // the message's size in bytes
 }
 
 // Run fetches and processes scenes, Concurrency at a time, until ctx is
@@ -219,7 +222,7 @@ func (w *Worker) handle(hard context.Context, msg jetstream.Msg) {
 	w.event(ctx, Event{Scene: sc.ID, Event: "started", Delivery: j.delivery})
 	stop := w.heartbeat(msg)
 	defer stop()
-	dets, sites, err := w.process(hard, sc, func(done, total int) {
+	dets, sites, err := w.run(hard, sc, func(done, total int) {
 		w.event(ctx, Event{Scene: sc.ID, Event: "progress", Done: done, Total: total})
 	})
 	if err == nil {
@@ -320,8 +323,10 @@ func (w *Worker) giveUp(ctx context.Context, j job, err error) {
 	reason := err.Error()
 	w.log.Error("scene given up", "scene", j.scene, "delivery", j.delivery, "reason", reason)
 	w.count(func(s *Stats) { s.Dead++ })
-	dl := DeadLetter{Scene: j.scene, Reason: reason, Delivery: j.delivery, Time: time.Now().UTC()}
+	dl := DeadLetter{Scene: j.scene, Reason: truncate(reason, 4096), Delivery: j.delivery, Time: time.Now().UTC(), Size: len(j.msg.Data())}
 	switch data := j.msg.Data(); {
+	case len(data) > maxDeadMessage:
+		dl.RawBase64, dl.Truncated = data[:maxDeadMessage], true
 	case !utf8.Valid(data):
 		// as a string it would not be valid JSON (RFC 8259 is UTF-8), and
 		// encoding/json would swap its bytes for U+FFFD
@@ -343,6 +348,25 @@ func (w *Worker) giveUp(ctx context.Context, j job, err error) {
 	}
 	j.msg.TermWithReason(truncate(reason, 200))
 }
+
+// run is the Processor on a scene, within SceneTimeout: the heartbeat
+// keeps a scene in progress as long as it runs, so a scene that never
+// ends (a raster whose chips cost hours) would hold its worker for ever.
+// Running out of time is permanent: the same scene takes as long again.
+func (w *Worker) run(hard context.Context, sc *mm.Scene, progress func(done, total int)) ([]mm.Detection, []mm.Site, error) {
+	ctx, cancel := context.WithTimeout(hard, w.cfg.SceneTimeout)
+	defer cancel()
+	dets, sites, err := w.process(ctx, sc, progress)
+	if err != nil && hard.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return nil, nil, mm.Permanentf("the scene took longer than the %v a scene may take (--scene-timeout): %v", w.cfg.SceneTimeout, err)
+	}
+	return dets, sites, err
+}
+
+// maxDeadMessage is how much of a message a dead letter carries: the
+// letter must fit the server's maximum payload (1 MB by default), or it is
+// lost and the scene with it. encoding/json may write a byte as six.
+const maxDeadMessage = 64 << 10
 
 // SiteMsgID is a site's Nats-Msg-Id: its id, which names the place
 // ("<class>/<first chip>") and so comes again in every scene over it,

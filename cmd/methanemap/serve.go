@@ -47,6 +47,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	modelDir := fs.String("model", cfg.Model.Dir, "model directory (default: the built-in demo model)")
 	backend := fs.String("backend", cfg.Model.Backend, "auto, onnxruntime or onnxgo")
 	cutters := fs.Int("cutters", runtime.NumCPU(), "chip-cutting goroutines per scene")
+	sceneTimeout := fs.Duration("scene-timeout", 2*time.Hour, "give up on a scene (dead letter) that runs longer than this")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long scenes in flight may finish before they are handed back to the stream")
 	outDir := fs.String("out", "", "also write each scene's detections and sites to files in this directory (SCENE.detections.EXT, SCENE.sites.EXT)")
 	outFormat := fs.String("format", "geojson", "file format for --out: geojson, geojsonl, gpkg or fgb")
@@ -121,7 +122,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	met := newMetrics()
 	wcfg := worker.Config{Concurrency: *concurrency, Replicas: *replicas, AckWait: *ackWait, MaxDeliver: *maxDeliver, MaxAge: *maxAge,
-		Grace: *grace, Observe: met.observe}
+		Grace: *grace, SceneTimeout: *sceneTimeout, Observe: met.observe}
 	cons, err := ensureStreams(ctx, js, wcfg, log)
 	if err != nil {
 		return err

@@ -52,6 +52,12 @@ func (w Window) WarpSwitches(resampling string) []string {
 		"-dstnodata", "nan",
 		// a band GDAL calls alpha (NAIP's NIR often is) is data, not a mask
 		"-nosrcalpha",
+		// from full resolution, whatever overviews the file has: gdalwarp's
+		// default (-ovr AUTO) warps a coarse window from an overview, so a
+		// chip would depend on how (and whether) the file's overviews were
+		// built (3.5 DN on average, measured on a NAIP with a mask band);
+		// the fast average path reads full resolution too
+		"-ovr", "NONE",
 		// chunks of warpMemoryMB; where GDAL approximates positions, it
 		// interpolates them per chunk, so this is part of the recipe
 		"-wm", strconv.Itoa(warpMemoryMB),

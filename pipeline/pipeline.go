@@ -28,7 +28,15 @@ type Options struct {
 	AOI       orb.Geometry     // the user's area of interest, on top of the scene's own
 	Allow     []string         // where hrefs may point (none: anywhere); see ingest.Allowed
 	MaxChips  int              // the most chip cells a scene may span (0: tiles.DefaultMaxChips)
-	Progress  Progress         // may be nil
+	// AnyResolution accepts rasters whose pixels are far from their
+	// sensor's (mm.Sensor.PlausibleResolution): --allow-resolution.
+	AnyResolution bool
+	Progress      Progress // may be nil
+}
+
+// ingest is how the scene's rasters are opened.
+func (o Options) ingest(sensors []mm.Sensor) ingest.Options {
+	return ingest.Options{Sensors: sensors, Allow: o.Allow, AnyResolution: o.AnyResolution}
 }
 
 // Progress hears how many chips a scene has and how many are done.
@@ -96,17 +104,14 @@ func Run(ctx context.Context, sc *mm.Scene, scorer *model.Scorer, opts Options) 
 
 // OpenGrid opens the rasters a model card needs (and Sentinel-2 for its
 // SCL cloud mask) and lays the chip grid, limited to the scene's AOI and
-// aoi (may be nil); hrefs must lie in allow when it is not empty. The
-// caller closes the source.
-func OpenGrid(ctx context.Context, sc *mm.Scene, card *model.Card, stride int, aoi orb.Geometry, allow []string) (*ingest.Source, *tiles.Grid, error) {
-	return openGrid(ctx, sc, card, stride, aoi, allow, 0)
-}
-
-func openGrid(ctx context.Context, sc *mm.Scene, card *model.Card, stride int, aoi orb.Geometry, allow []string, maxChips int) (*ingest.Source, *tiles.Grid, error) {
-	src, err := ingest.Open(ctx, sc, ingest.Options{Sensors: Sensors(sc, card), Allow: allow})
+// opts.AOI, at opts.Stride (0: the card's), with opts' allow list, chip
+// bound and resolution rule. The caller closes the source.
+func OpenGrid(ctx context.Context, sc *mm.Scene, card *model.Card, opts Options) (*ingest.Source, *tiles.Grid, error) {
+	src, err := ingest.Open(ctx, sc, opts.ingest(Sensors(sc, card)))
 	if err != nil {
 		return nil, nil, err
 	}
+	aoi, stride, maxChips := opts.AOI, opts.Stride, opts.MaxChips
 	var aois []orb.Geometry
 	for _, a := range []orb.Geometry{sc.AOI, aoi} {
 		if a != nil {
@@ -183,7 +188,7 @@ func (r *run) scene(ctx context.Context) error {
 	sc, card := r.sc, r.card
 	sensors := Sensors(sc, card)
 	t0 := time.Now()
-	src, grid, err := openGrid(ctx, sc, card, r.opts.Stride, r.opts.AOI, r.opts.Allow, r.opts.MaxChips)
+	src, grid, err := OpenGrid(ctx, sc, card, r.opts)
 	if err != nil {
 		return err
 	}
@@ -224,7 +229,7 @@ func (r *run) scene(ctx context.Context) error {
 		share := shares[w]
 		wsrc := src
 		if w > 0 {
-			if wsrc, err = ingest.Open(ctx, sc, ingest.Options{Sensors: sensors, Allow: r.opts.Allow}); err != nil {
+			if wsrc, err = ingest.Open(ctx, sc, r.opts.ingest(sensors)); err != nil {
 				fail(err)
 				break
 			}

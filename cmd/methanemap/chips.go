@@ -31,6 +31,7 @@ func runChips(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	stride := fs.Int("stride", cfg.Tiles.StrideM, "scan stride in metres (0: the model card's)")
 	minValid := fs.Float64("min-valid", cfg.Tiles.MinValid, "skip chips with a smaller share of valid pixels")
 	maxCloud := fs.Float64("max-cloud", cfg.Tiles.MaxCloud, "skip chips with a larger share of cloud")
+	anyRes := fs.Bool("allow-resolution", false, "accept rasters whose pixel size is implausible for their sensor")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,7 +62,8 @@ func runChips(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	for _, sc := range scenes {
 		dir := filepath.Join(*out, sc.ID)
 		ex := chipExport{card: card, dir: dir, limit: *limit, stride: *stride, aoi: aoi,
-			cut: tiles.CutOptions{MinValid: *minValid, MaxCloud: *maxCloud, KeepRaw: true}}
+			cut:  tiles.CutOptions{MinValid: *minValid, MaxCloud: *maxCloud, KeepRaw: true},
+			grid: pipeline.Options{MaxChips: cfg.Tiles.MaxChips, AnyResolution: *anyRes}}
 		n, st, err := ex.run(ctx, sc)
 		if err != nil {
 			return fmt.Errorf("scene %s: %w", sc.ID, err)
@@ -81,11 +83,14 @@ type chipExport struct {
 	stride int
 	aoi    orb.Geometry // the user's, on top of the scene's own
 	cut    tiles.CutOptions
+	grid   pipeline.Options // the grid's bound and resolution rule
 }
 
 func (ex chipExport) run(ctx context.Context, sc *mm.Scene) (int, tiles.Stats, error) {
 	st := tiles.Stats{Skipped: map[string]int{}}
-	src, grid, err := pipeline.OpenGrid(ctx, sc, ex.card, ex.stride, ex.aoi, nil)
+	g := ex.grid
+	g.Stride, g.AOI = ex.stride, ex.aoi
+	src, grid, err := pipeline.OpenGrid(ctx, sc, ex.card, g)
 	if err != nil {
 		return 0, st, err
 	}

@@ -121,7 +121,7 @@ func evalScene(ctx context.Context, sceneFile string, m *model.Model, scorer *mo
 	if err != nil {
 		return nil, err
 	}
-	src, grid, err := pipeline.OpenGrid(ctx, sc, m.Card, 0, nil, nil)
+	src, grid, err := pipeline.OpenGrid(ctx, sc, m.Card, pipeline.Options{})
 	if err != nil {
 		return nil, err
 	}

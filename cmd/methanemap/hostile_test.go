@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -204,5 +205,40 @@ func TestServeKilledKeepsDone(t *testing.T) {
 	code, stdout, stderr := cli(t, "enqueue", "--nats", url, "--wait", "--timeout", "1m", scene)
 	if code != 0 || !strings.Contains(stdout, id+" duplicate: done already") || !strings.Contains(stdout, id+" done: ") {
 		t.Fatalf("enqueue --wait of the done scene after SIGKILL: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// TestImplausibleResolution: NAIP resampled to 20 m (as a Sentinel-2
+// product declared as NAIP would be) is refused with exit 2 naming the
+// sensor and the pixel size; --allow-resolution lets it through.
+func TestImplausibleResolution(t *testing.T) {
+	dir := fixtureDir(t)
+	tmp := t.TempDir()
+	coarse := filepath.Join(tmp, "naip20.tif")
+	if out, err := exec.Command("gdal_translate", "-q", "-tr", "20", "20", "-r", "average", filepath.Join(dir, "naip.tif"), coarse).CombinedOutput(); err != nil {
+		t.Fatalf("gdal_translate: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "scene.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg map[string]any
+	json.Unmarshal(data, &msg)
+	assets := msg["assets"].(map[string]any)
+	assets["naip"].(map[string]any)["href"] = coarse
+	assets["s1"].(map[string]any)["href"] = filepath.Join(dir, "s1.tif")
+	s2 := assets["s2"].(map[string]any)["hrefs"].(map[string]any)
+	for b, h := range s2 {
+		s2[b] = filepath.Join(dir, h.(string))
+	}
+	b, _ := json.Marshal(msg)
+	scene := filepath.Join(tmp, "scene.json")
+	writeFile(t, scene, string(b))
+	code, _, stderr := cli(t, "score", "--scene", scene, "-o", filepath.Join(tmp, "a.geojson"), "--quiet")
+	if code != 2 || !strings.Contains(stderr, "assets.naip.href") || !strings.Contains(stderr, "pixels of 20 m are implausible for naip") {
+		t.Errorf("20 m NAIP: exit %d, want 2 naming the field, the sensor and the pixel size:\n%s", code, stderr)
+	}
+	if code, _, stderr := cli(t, "score", "--scene", scene, "-o", filepath.Join(tmp, "b.geojson"), "--quiet", "--allow-resolution"); code != 0 {
+		t.Errorf("with --allow-resolution: exit %d:\n%s", code, stderr)
 	}
 }

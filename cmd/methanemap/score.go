@@ -40,6 +40,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	noProbes := fs.Bool("no-probes", false, "do not re-score half-shifted chips around detections to place sites")
 	var prof profiles
 	prof.flags(fs)
+	anyRes := fs.Bool("allow-resolution", false, "accept rasters whose pixel size is implausible for their sensor (NAIP 0.05-10 m, Sentinel-2 and -1 5-100 m)")
 	var allow stringList
 	fs.Var(&allow, "allow", "directory or URL prefix scene hrefs, and what GDAL opens for them, must lie in (repeatable; default: ingest.allow, else anywhere)")
 	if err := parseFlags(fs, args); err != nil {
@@ -115,7 +116,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	prog := newProgress(stderr, *quiet)
 	run := &scoreRun{model: m, started: time.Now(), skipped: map[string]int{}, stride: *stride}
-	opts := pipeline.Options{Stride: *stride, Threshold: *threshold, Cutters: *cutters, NoProbes: *noProbes, AOI: aoi, Allow: allow, MaxChips: cfg.Tiles.MaxChips,
+	opts := pipeline.Options{Stride: *stride, Threshold: *threshold, Cutters: *cutters, NoProbes: *noProbes, AOI: aoi, Allow: allow, MaxChips: cfg.Tiles.MaxChips, AnyResolution: *anyRes,
 		Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Progress: prog}
 	for _, sc := range scenes {
 		for _, note := range pipeline.Assumptions(sc, m.Card) {

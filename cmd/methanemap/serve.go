@@ -53,6 +53,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	outFormat := fs.String("format", "geojson", "file format for --out: geojson, geojsonl, gpkg or fgb")
 	mapTiles := fs.String("map-tiles", "", "XYZ tile URL template ({z}/{x}/{y}) for the map page's background (default: none, a graticule)")
 	mapAttribution := fs.String("map-attribution", "", "attribution text for --map-tiles")
+	anyRes := fs.Bool("allow-resolution", false, "accept rasters whose pixel size is implausible for their sensor (NAIP 0.05-10 m, Sentinel-2 and -1 5-100 m)")
 	var allow stringList
 	fs.Var(&allow, "allow", "directory or URL prefix scene hrefs may point to (repeatable; default: ingest.allow, else the data directory)")
 	if err := parseFlags(fs, args); err != nil {
@@ -138,7 +139,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 		return err
 	}
 	defer scorer.Close()
-	opts := pipeline.Options{Cutters: *cutters, Allow: allow, MaxChips: cfg.Tiles.MaxChips, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
+	opts := pipeline.Options{Cutters: *cutters, Allow: allow, MaxChips: cfg.Tiles.MaxChips, AnyResolution: *anyRes, Cut: tiles.CutOptions{MinValid: cfg.Tiles.MinValid, MaxCloud: cfg.Tiles.MaxCloud}, Stride: cfg.Tiles.StrideM}
 	process := func(ctx context.Context, sc *mm.Scene, progress func(int, int)) ([]mm.Detection, []mm.Site, error) {
 		o := opts
 		o.Progress = newEventProgress(progress, 5*time.Second)

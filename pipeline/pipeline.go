@@ -52,6 +52,8 @@ type Result struct {
 	Scored     int            // chips scored (probes not counted)
 	Skipped    map[string]int // chips skipped, by reason
 	Stages     Stages         // where the time went
+	GridEPSG   int            // the chip grid's CRS,
+	GridWhy    string         // and why it is that one
 }
 
 // Stages is the time a scene spent in each stage. Cutting and inference
@@ -193,6 +195,7 @@ func (r *run) scene(ctx context.Context) error {
 		return err
 	}
 	r.res.Stages.Open = time.Since(t0)
+	r.res.GridEPSG, r.res.GridWhy = grid.EPSG, grid.Why
 	defer src.Close()
 	r.progress.Add(len(grid.Chips))
 	parent := ctx

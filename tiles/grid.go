@@ -15,6 +15,7 @@ const DefaultFootprintM = 720
 // Grid is the set of chips of one scene.
 type Grid struct {
 	EPSG       int
+	Why        string // why the grid is in EPSG, for the logs
 	FootprintM int
 	StrideM    int
 	// Coverage is the bounding box, in the grid CRS, of the ground every
@@ -31,7 +32,7 @@ type Grid struct {
 type GridOptions struct {
 	FootprintM int // default DefaultFootprintM
 	StrideM    int // default FootprintM
-	EPSG       int // force a grid CRS (default: NAIP's if projected, else UTM of the centre)
+	EPSG       int // force a grid CRS (default: NAIP's if UTM in metres, else UTM of the centre on NAIP's datum)
 	// AOIs are WGS84 Polygons or MultiPolygons (the scene's, the user's):
 	// a chip must touch every one of them.
 	AOIs []orb.Geometry
@@ -59,11 +60,13 @@ func NewGrid(src *ingest.Source, opts GridOptions) (*Grid, error) {
 		g.StrideM = g.FootprintM
 	}
 	if g.EPSG == 0 {
-		epsg, err := gridCRS(src)
+		epsg, why, err := gridCRS(src)
 		if err != nil {
 			return nil, err
 		}
-		g.EPSG = epsg
+		g.EPSG, g.Why = epsg, why
+	} else {
+		g.Why = fmt.Sprintf("EPSG:%d, as asked", g.EPSG)
 	}
 	rings := make([]orb.Ring, len(src.Rasters))
 	for i, r := range src.Rasters {
@@ -281,17 +284,12 @@ func touchesAny(b orb.Bound, polys []orb.Polygon) bool {
 
 // gridCRS picks the NAIP's CRS when it is projected and has an EPSG code,
 // otherwise the UTM zone of the centre of the sensors' common ground.
-func gridCRS(src *ingest.Source) (int, error) {
-	for _, r := range src.SensorRasters(mm.NAIP) {
-		if r.Projected && r.EPSG != 0 {
-			return r.EPSG, nil
-		}
-	}
+func gridCRS(src *ingest.Source) (int, string, error) {
 	var common orb.Bound
 	for i, r := range src.Rasters {
 		ring, err := r.Footprint(4326, 8)
 		if err != nil {
-			return 0, mm.Permanentf("tiles: %s: %w", r.Field, err)
+			return 0, "", mm.Permanentf("tiles: %s: %w", r.Field, err)
 		}
 		if i == 0 {
 			common = ring.Bound()
@@ -300,10 +298,18 @@ func gridCRS(src *ingest.Source) (int, error) {
 		}
 	}
 	if common.Min[0] > common.Max[0] || common.Min[1] > common.Max[1] {
-		return 0, mm.Permanentf("tiles: sensors do not overlap")
+		return 0, "", mm.Permanentf("tiles: sensors do not overlap")
 	}
 	c := common.Center()
-	return ingest.UTMZoneEPSG(c[0], c[1]), nil
+	if naip := src.SensorRasters(mm.NAIP); len(naip) > 0 {
+		epsg, why, err := naip[0].GridCRS(c[0], c[1])
+		if err != nil {
+			return 0, "", mm.Permanentf("tiles: %s: %w", naip[0].Field, err)
+		}
+		return epsg, why, nil
+	}
+	epsg := ingest.UTMZoneEPSG(c[0], c[1])
+	return epsg, fmt.Sprintf("no NAIP: the UTM zone of the scene centre on WGS 84, EPSG:%d", epsg), nil
 }
 
 // projectAOI moves the WGS84 AOI into the grid CRS, densifying its edges.

@@ -92,7 +92,8 @@ func gdalwarpChip(t testing.TB, src string, band int, w ingest.Window, alg strin
 	f := func(v float64) string { return fmt.Sprintf("%.6f", v) }
 	args := []string{"-q", "-overwrite", "-t_srs", fmt.Sprintf("EPSG:%d", w.EPSG),
 		"-te", f(w.Bounds[0]), f(w.Bounds[1]), f(w.Bounds[2]), f(w.Bounds[3]),
-		"-ts", fmt.Sprint(w.Width), fmt.Sprint(w.Height), "-r", alg, "-ot", "Float32", "-dstnodata", "nan", "-nosrcalpha"}
+		"-ts", fmt.Sprint(w.Width), fmt.Sprint(w.Height), "-r", alg, "-ot", "Float32", "-dstnodata", "nan", "-nosrcalpha",
+		"-ovr", "NONE"} // from full resolution: the real NAIP has overviews (issue 18)
 	// the recipe's chunks (16 MiB): where GDAL approximates positions, it
 	// interpolates them per chunk
 	args = append(args, "-wm", "16")

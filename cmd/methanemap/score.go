@@ -134,6 +134,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 			}
 			return fmt.Errorf("scene %s: %w", sc.ID, err)
 		}
+		log.Info("chip grid", "scene", sc.ID, "epsg", res.GridEPSG, "why", res.GridWhy)
 		run.add(res)
 	}
 	prog.done()

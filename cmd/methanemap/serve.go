@@ -151,6 +151,7 @@ func runServe(ctx context.Context, cfg configs.Config, args []string, stdout, st
 			return nil, nil, err
 		}
 		met.scene(res)
+		log.Info("chip grid", "scene", sc.ID, "epsg", res.GridEPSG, "why", res.GridWhy)
 		sites := res.Sites()
 		// the files are an extra: a disk that fails them must not keep the
 		// scene from the stream (it would be retried, then dead-lettered)

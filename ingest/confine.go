@@ -64,7 +64,7 @@ func confineGDAL() {
 // Limits of what a confined open reads before GDAL does.
 const (
 	maxVRTBytes   = 4 << 20 // a VRT's XML
-	maxVRTSources = 4096    // distinct files the VRTs of one raster name
+	maxVRTSources = 4096    // source reads one pixel of a raster may take, all VRTs nested counted
 	maxVRTDepth   = 4       // VRTs naming VRTs
 )
 
@@ -78,6 +78,7 @@ const (
 type vetter struct {
 	al     *allowList
 	frozen map[string]string // GDAL path checked -> the name GDAL is given for it
+	cost   map[string]int    // GDAL path checked -> the source reads one of its pixels takes
 	temps  []string          // the VRT copies written
 }
 
@@ -96,12 +97,12 @@ func vetRaster(href string, allow []string) (vetted, error) {
 	if err != nil {
 		return vetted{}, mm.Permanent(err)
 	}
-	v := &vetter{al: al, frozen: map[string]string{}}
+	v := &vetter{al: al, frozen: map[string]string{}, cost: map[string]int{}}
 	gp, err := al.resolve(href)
 	if err != nil {
 		return vetted{}, err
 	}
-	driver, frozen, err := v.vet(gp, 0)
+	driver, frozen, _, err := v.vet(gp, 0)
 	if err != nil {
 		v.removeTemps()
 		return vetted{}, err
@@ -120,46 +121,48 @@ func (v *vetter) removeTemps() {
 	v.temps = nil
 }
 
-// vet sniffs a resolved GDAL path and returns its driver and frozen name.
-func (v *vetter) vet(path string, depth int) (driver, frozen string, err error) {
+// vet sniffs a resolved GDAL path and returns its driver, frozen name and
+// cost: how many source reads one of its pixels takes (a VRT naming a VRT
+// n times that names a file n times costs n², with few distinct files).
+func (v *vetter) vet(path string, depth int) (driver, frozen string, cost int, err error) {
 	if depth > maxVRTDepth {
-		return "", "", mm.Permanentf("VRTs nested more than %d deep", maxVRTDepth)
+		return "", "", 0, mm.Permanentf("VRTs nested more than %d deep", maxVRTDepth)
 	}
 	head, err := readHead(path, 512)
 	if err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	switch {
 	case isTIFF(head):
-		return "GTiff", "GTIFF_DIR:1:" + path, nil
+		return "GTiff", "GTIFF_DIR:1:" + path, 1, nil
 	case isVRT(head):
 		data, err := readHead(path, maxVRTBytes+1)
 		if err != nil {
-			return "", "", err
+			return "", "", 0, err
 		}
 		if len(data) > maxVRTBytes {
-			return "", "", mm.Permanentf("a VRT of more than %d bytes", maxVRTBytes)
+			return "", "", 0, mm.Permanentf("a VRT of more than %d bytes", maxVRTBytes)
 		}
-		out, err := v.rewriteVRT(path, data, depth)
+		out, cost, err := v.rewriteVRT(path, data, depth)
 		if err != nil {
-			return "", "", err
+			return "", "", 0, err
 		}
 		dir, err := tempDir()
 		if err != nil {
-			return "", "", err
+			return "", "", 0, err
 		}
 		f, err := os.CreateTemp(dir, "frozen-*.vrt")
 		if err != nil {
-			return "", "", err
+			return "", "", 0, err
 		}
 		v.temps = append(v.temps, f.Name())
 		_, err = f.Write(out)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
-		return "VRT", f.Name(), err
+		return "VRT", f.Name(), max(cost, 1), err
 	}
-	return "", "", mm.Permanentf("not a GeoTIFF or a VRT (with an allow list, scene rasters may only be these; JPEG 2000 and other formats are refused)")
+	return "", "", 0, mm.Permanentf("not a GeoTIFF or a VRT (with an allow list, scene rasters may only be these; JPEG 2000 and other formats are refused)")
 }
 
 func isTIFF(b []byte) bool {
@@ -228,7 +231,7 @@ var vrtElements = setOf("VRTDataset", "SRS", "GeoTransform", "GCPList", "GCP", "
 	"SimpleSource", "ComplexSource", "AveragedSource",
 	"SourceProperties", "SrcRect", "DstRect", "ScaleOffset", "ScaleRatio", "NODATA", "UseMaskBand", "LUT",
 	"ColorTableComponent", "Exponent", "SrcMin", "SrcMax", "DstMin", "DstMax", "PixelFunctionType",
-	"PixelFunctionArguments", "SourceTransferType", "BlockXSize", "BlockYSize")
+	"SourceTransferType", "BlockXSize", "BlockYSize")
 
 // band subclasses that only read sources
 var vrtBandClasses = setOf("", "VRTSourcedRasterBand", "VRTDerivedRasterBand")
@@ -242,10 +245,10 @@ func setOf(names ...string) map[string]bool {
 }
 
 // rewriteVRT checks a VRT's XML and every source it names, and returns it
-// with each SourceFilename replaced by its frozen name.
-func (v *vetter) rewriteVRT(path string, data []byte, depth int) ([]byte, error) {
+// with each SourceFilename replaced by its frozen name, and its cost.
+func (v *vetter) rewriteVRT(path string, data []byte, depth int) (_ []byte, cost int, _ error) {
 	if bytes.Contains(data, []byte("<!")) { // comments, CDATA, DTDs
-		return nil, mm.Permanentf("VRT %s: comments, CDATA and DTDs are refused", describe(path))
+		return nil, 0, mm.Permanentf("VRT %s: comments, CDATA and DTDs are refused", describe(path))
 	}
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.Strict = true
@@ -260,12 +263,15 @@ func (v *vetter) rewriteVRT(path string, data []byte, depth int) ([]byte, error)
 			break
 		}
 		if err != nil {
-			return nil, mm.Permanentf("VRT %s: %v", describe(path), err)
+			return nil, 0, mm.Permanentf("VRT %s: %v", describe(path), err)
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
+			if n := len(stack); n > 0 && (stack[n-1] == "sourcefilename" || stack[n-1] == "srs") {
+				return nil, 0, mm.Permanentf("VRT %s: <%s> inside <%s>: refused", describe(path), t.Name.Local, stack[n-1])
+			}
 			if err := vetElement(t, len(stack)); err != nil {
-				return nil, mm.Permanentf("VRT %s: %v", describe(path), err)
+				return nil, 0, mm.Permanentf("VRT %s: %v", describe(path), err)
 			}
 			stack = append(stack, strings.ToLower(t.Name.Local))
 			text.Reset()
@@ -284,38 +290,41 @@ func (v *vetter) rewriteVRT(path string, data []byte, depth int) ([]byte, error)
 			stack = stack[:len(stack)-1]
 			switch name {
 			case "sourcefilename":
-				frozen, err := v.source(path, text.String(), attr(*src, "relativeToVRT"), depth)
+				frozen, c, err := v.source(path, text.String(), attr(*src, "relativeToVRT"), depth)
+				if cost += c; err == nil && cost > maxVRTSources {
+					err = mm.Permanentf("VRT %s: a pixel would take more than %d source reads (sources named many times, VRTs nested)", describe(path), maxVRTSources)
+				}
 				if err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 				if err := writeSource(enc, *src, frozen); err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 				src = nil
 				text.Reset()
 				continue
 			case "srs":
 				if err := vetSRS(text.String()); err != nil {
-					return nil, mm.Permanentf("VRT %s: SRS: %v", describe(path), err)
+					return nil, 0, mm.Permanentf("VRT %s: SRS: %v", describe(path), err)
 				}
 			}
 			text.Reset()
 		case xml.ProcInst:
 			if t.Target != "xml" || len(stack) > 0 {
-				return nil, mm.Permanentf("VRT %s: processing instruction %q refused", describe(path), t.Target)
+				return nil, 0, mm.Permanentf("VRT %s: processing instruction %q refused", describe(path), t.Target)
 			}
 			continue // the encoder writes UTF-8 without one
 		default: // comments, directives
-			return nil, mm.Permanentf("VRT %s: comments and directives are refused", describe(path))
+			return nil, 0, mm.Permanentf("VRT %s: comments and directives are refused", describe(path))
 		}
 		if err := enc.EncodeToken(tok); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if err := enc.Flush(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return out.Bytes(), nil
+	return out.Bytes(), cost, nil
 }
 
 // writeSource writes a SourceFilename element naming frozen, absolute.
@@ -359,12 +368,38 @@ func vetElement(t xml.StartElement, depth int) error {
 			return fmt.Errorf("band subclass %q refused (only sourced and derived bands)", c)
 		}
 	}
+	// GDAL reads an element's value from an attribute of the same name as
+	// well (CPLGetXMLValue): <SimpleSource SourceFilename="/etc/x"> names a
+	// source, <VRTDataset SRS="+nadgrids=..."> a CRS. So every attribute
+	// must be one the element takes, and none carries a name or a CRS.
+	allowed := vrtAttrs[strings.ToLower(name)]
 	for _, a := range t.Attr {
-		if strings.EqualFold(a.Name.Local, "PixelFunctionLanguage") || strings.EqualFold(a.Name.Local, "PixelFunctionCode") {
-			return errors.New("pixel function code refused")
+		if a.Name.Space != "" || !allowed[strings.ToLower(a.Name.Local)] {
+			return fmt.Errorf("attribute %s of <%s> is not one a VRT of sourced bands uses: refused", a.Name.Local, name)
 		}
 	}
 	return nil
+}
+
+// vrtAttrs are the attributes each element of vrtElements may have: those
+// GDAL writes, none of which names a file, a URL or a CRS.
+var vrtAttrs = map[string]map[string]bool{
+	"vrtdataset":       setOf("rasterXSize", "rasterYSize", "subClass"),
+	"srs":              setOf("dataAxisToSRSAxisMapping"),
+	"metadata":         setOf("domain", "format"),
+	"mdi":              setOf("key"),
+	"vrtrasterband":    setOf("dataType", "band", "blockXSize", "blockYSize", "subClass"),
+	"simplesource":     setOf("resampling"),
+	"complexsource":    setOf("resampling"),
+	"averagedsource":   setOf("resampling"),
+	"sourcefilename":   setOf("relativeToVRT", "shared"),
+	"sourceproperties": setOf("RasterXSize", "RasterYSize", "DataType", "BlockXSize", "BlockYSize"),
+	"srcrect":          setOf("xOff", "yOff", "xSize", "ySize"),
+	"dstrect":          setOf("xOff", "yOff", "xSize", "ySize"),
+	"overviewlist":     setOf("resampling"),
+	"gcplist":          setOf("Projection", "dataAxisToSRSAxisMapping"),
+	"gcp":              setOf("Id", "Info", "Pixel", "Line", "X", "Y", "Z"),
+	"entry":            setOf("c1", "c2", "c3", "c4"),
 }
 
 // vetSRS accepts the forms GDAL writes (WKT, an authority code, PROJJSON),
@@ -418,30 +453,30 @@ var gtiffDir = regexp.MustCompile(`^GTIFF_DIR:([0-9]{1,4}):(/.*)$`)
 
 // source resolves a SourceFilename as GDAL does, checks it against the
 // allow list, walks it, and returns the name GDAL is to be given for it.
-func (v *vetter) source(vrtPath, name, rel string, depth int) (string, error) {
+func (v *vetter) source(vrtPath, name, rel string, depth int) (string, int, error) {
 	fail := func(format string, args ...any) error {
 		return mm.Permanentf("VRT %s: source %.80q: %s", describe(vrtPath), name, fmt.Sprintf(format, args...))
 	}
 	if name == "" || name != strings.TrimSpace(name) || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 }) {
-		return "", fail("empty, or with spaces or control characters around it")
+		return "", 0, fail("empty, or with spaces or control characters around it")
 	}
 	if rel != "" && rel != "0" && rel != "1" {
-		return "", fail("relativeToVRT=%q (want 0 or 1)", rel)
+		return "", 0, fail("relativeToVRT=%q (want 0 or 1)", rel)
 	}
 	if m := gtiffDir.FindStringSubmatch(name); m != nil {
 		if rel == "1" {
-			return "", fail("GTIFF_DIR with relativeToVRT=1")
+			return "", 0, fail("GTIFF_DIR with relativeToVRT=1")
 		}
 		gp, err := v.al.resolve(m[2])
 		if err != nil {
-			return "", fail("%v", err)
+			return "", 0, fail("%v", err)
 		}
-		return "GTIFF_DIR:" + m[1] + ":" + gp, nil
+		return "GTIFF_DIR:" + m[1] + ":" + gp, 1, nil
 	}
 	// GDAL reads prefixes (NITF_IM:0:, GTIFF_DIR:, PDF:...) in names and,
 	// with relativeToVRT, joins only what follows them: no colon but a URL's
 	if strings.Contains(name, ":") && !strings.Contains(name, "://") && !strings.HasPrefix(name, "/vsi") {
-		return "", fail("a driver prefix or connection string")
+		return "", 0, fail("a driver prefix or connection string")
 	}
 	p := name
 	if rel == "1" && gdalRelative(name) {
@@ -453,18 +488,18 @@ func (v *vetter) source(vrtPath, name, rel string, depth int) (string, error) {
 	}
 	gp, err := v.al.resolve(p)
 	if err != nil {
-		return "", fail("%v", err)
+		return "", 0, fail("%v", err)
 	}
 	if f, ok := v.frozen[gp]; ok {
-		return f, nil
+		return f, v.cost[gp], nil
 	}
 	if len(v.frozen) >= maxVRTSources {
-		return "", fail("more than %d distinct sources", maxVRTSources)
+		return "", 0, fail("more than %d distinct sources", maxVRTSources)
 	}
-	_, frozen, err := v.vet(gp, depth+1)
+	_, frozen, cost, err := v.vet(gp, depth+1)
 	if err != nil {
-		return "", fmt.Errorf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
+		return "", 0, fmt.Errorf("VRT %s names %s: %w", describe(vrtPath), describe(name), err)
 	}
-	v.frozen[gp] = frozen
-	return frozen, nil
+	v.frozen[gp], v.cost[gp] = frozen, cost
+	return frozen, cost, nil
 }

@@ -127,6 +127,18 @@ func TestVRTCannotEscape(t *testing.T) {
 	pixfn := vrt(root, "python.vrt", strings.Replace(src("ok.tif", "1"), `band="1" blockXSize="256" blockYSize="256">`, `band="1" subClass="VRTDerivedRasterBand"><PixelFunctionLanguage>Python</PixelFunctionLanguage>`, 1))
 	wms := vrt(root, "wms.xml", `<GDAL_WMS><Service name="TMS"><ServerUrl>`+forbidden.URL+`/${z}/${x}/${y}.png</ServerUrl></Service></GDAL_WMS>`)
 	viaWMS := vrt(root, "viawms.vrt", src("wms.xml", "1"))
+	// GDAL reads an element's value from an attribute of its name too
+	attrSource := vrt(root, "attr.vrt", strings.ReplaceAll(string(body), "<SimpleSource>", `<SimpleSource SourceFilename="`+secret+`">`))
+	attrSRS := vrt(root, "attrsrs.vrt", strings.Replace(string(body), "<VRTDataset ", `<VRTDataset SRS="+proj=longlat +nadgrids=`+secret+`" `, 1))
+	// few distinct files, many reads: 70 sources of a VRT of 70 sources
+	many := func(name, source string) string {
+		one := string(body)
+		i, j := strings.Index(one, "<SimpleSource>"), strings.Index(one, "</SimpleSource>")+len("</SimpleSource>")
+		block := strings.ReplaceAll(one[i:j], "ok.tif", source)
+		return vrt(root, name, one[:i]+strings.Repeat(block, 70)+one[j:])
+	}
+	many("c.vrt", "ok.tif")
+	bomb := many("b.vrt", "c.vrt")
 	// served from an allowed URL, naming a local file outside the root
 	os.Mkdir(filepath.Join(served, "ok"), 0o755)
 	vrt(served, "ok/local.vrt", src(secret, "0"))
@@ -147,6 +159,9 @@ func TestVRTCannotEscape(t *testing.T) {
 		{"python pixel function", pixfn, "PixelFunctionLanguage"},
 		{"a WMS description", wms, "not a GeoTIFF or a VRT"},
 		{"a VRT naming a WMS description", viaWMS, "not a GeoTIFF or a VRT"},
+		{"source named by an attribute", attrSource, "attribute SourceFilename of <SimpleSource>"},
+		{"CRS given by an attribute", attrSRS, "attribute SRS of <VRTDataset>"},
+		{"sources named many times", bomb, "source reads"},
 		{"remote VRT naming a local file", allowedSrv.URL + "/ok/local.vrt", "not under an allowed"},
 		{"remote VRT naming ../", allowedSrv.URL + "/ok/up.vrt", "not under an allowed"},
 	}

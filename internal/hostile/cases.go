@@ -53,6 +53,8 @@ func (e *Env) cases(t testing.TB, base scene, pub string) []Case {
 		"-co", "COMPRESS=DEFLATE", inside, bigTiles).CombinedOutput(); err != nil {
 		t.Fatalf("gdal_translate: %v: %s", err, out)
 	}
+	attrSource := e.write(t, "attr.vrt", strings.ReplaceAll(readFile(t, e.vrtOf(t, "plain2.vrt", inside, "", "")), "<SimpleSource>",
+		`<SimpleSource SourceFilename="`+secret+`">`))
 	kernel := strings.ReplaceAll(readFile(t, e.vrtOf(t, "plain.vrt", inside, "", "")), "SimpleSource", "KernelFilteredSource")
 	kernel = e.write(t, "kernel.vrt", strings.Replace(kernel, "<KernelFilteredSource>",
 		`<KernelFilteredSource><Kernel normalized="1"><Size>3</Size><Coefs>1 1 1 1 1 1 1 1 1</Coefs></Kernel>`, 1))
@@ -85,6 +87,7 @@ func (e *Env) cases(t testing.TB, base scene, pub string) []Case {
 		{"absurd-header", absurd, "not a readable raster"},
 		{"truncated", truncated, "truncated.tif"},
 		{"huge-tiles", bigTiles, "blocks of 16384x16384"},
+		{"vrt-attribute-source", attrSource, "attribute SourceFilename"},
 		{"vrt-kernel", kernel, "element <KernelFilteredSource> is not one"},
 		{"not-a-raster", notRaster, "not a GeoTIFF or a VRT"},
 		{"missing", filepath.Join(e.Root, "nope.tif"), "no such file"},

@@ -77,6 +77,8 @@ const (
 // its sources renamed the same way.
 type vetter struct {
 	al     *allowList
+	pin    bool              // local files: name them by a descriptor held open (pin)
+	files  []*os.File        // the descriptors held
 	frozen map[string]string // GDAL path checked -> the name GDAL is given for it
 	cost   map[string]int    // GDAL path checked -> the source reads one of its pixels takes
 	temps  []string          // the VRT copies written
@@ -84,20 +86,24 @@ type vetter struct {
 
 // vetted is what a confined open hands GDAL.
 type vetted struct {
-	driver string   // the one driver that may open it: GTiff or VRT
-	open   string   // the name to open: the resolved path, or a VRT's frozen copy
-	source string   // the name a VRT of ours must give it by (GTIFF_DIR:1:..., or the copy)
-	temps  []string // files to remove when the raster closes
+	driver string     // the one driver that may open it: GTiff or VRT
+	open   string     // the name to open: the resolved (or pinned) path, or a VRT's frozen copy
+	source string     // the name a VRT of ours must give it by (GTIFF_DIR:1:..., or the copy)
+	temps  []string   // files to remove when the raster closes
+	files  []*os.File // descriptors to close when the raster closes
 }
 
 // vetRaster checks an href and everything GDAL will open on its behalf,
-// before GDAL reads any of it, and returns what GDAL must be given.
-func vetRaster(href string, allow []string) (vetted, error) {
+// before GDAL reads any of it, and returns what GDAL must be given. With
+// pin, local files are named by a descriptor held open (/proc/self/fd/N):
+// a directory of the path swapped for a link after the check changes
+// nothing; names that must outlive the process (a mosaic's) are paths.
+func vetRaster(href string, allow []string, pin bool) (vetted, error) {
 	al, err := parseAllow(allow)
 	if err != nil {
 		return vetted{}, mm.Permanent(err)
 	}
-	v := &vetter{al: al, frozen: map[string]string{}, cost: map[string]int{}}
+	v := &vetter{al: al, pin: pin, frozen: map[string]string{}, cost: map[string]int{}}
 	gp, err := al.resolve(href)
 	if err != nil {
 		return vetted{}, err
@@ -107,10 +113,7 @@ func vetRaster(href string, allow []string) (vetted, error) {
 		v.removeTemps()
 		return vetted{}, err
 	}
-	out := vetted{driver: driver, open: gp, source: frozen, temps: v.temps}
-	if driver == "VRT" {
-		out.open = frozen
-	}
+	out := vetted{driver: driver, open: strings.TrimPrefix(frozen, "GTIFF_DIR:1:"), source: frozen, temps: v.temps, files: v.files}
 	return out, nil
 }
 
@@ -118,7 +121,32 @@ func (v *vetter) removeTemps() {
 	for _, p := range v.temps {
 		os.Remove(p)
 	}
-	v.temps = nil
+	for _, f := range v.files {
+		f.Close()
+	}
+	v.temps, v.files = nil, nil
+}
+
+// pinned opens a resolved local path and returns the name of the open
+// descriptor, once the kernel says it is the file that was checked.
+func (v *vetter) pinned(path string) (string, error) {
+	if !v.pin || hasVSIPrefix(path) {
+		return path, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", mm.Permanentf("%v", err)
+	}
+	name := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	if got, err := os.Readlink(name); err != nil {
+		f.Close()
+		return path, nil // no /proc: the path, as checked
+	} else if got != path {
+		f.Close()
+		return "", mm.Permanentf("%s changed while it was checked (now %s)", path, got)
+	}
+	v.files = append(v.files, f)
+	return name, nil
 }
 
 // vet sniffs a resolved GDAL path and returns its driver, frozen name and
@@ -127,6 +155,11 @@ func (v *vetter) removeTemps() {
 func (v *vetter) vet(path string, depth int) (driver, frozen string, cost int, err error) {
 	if depth > maxVRTDepth {
 		return "", "", 0, mm.Permanentf("VRTs nested more than %d deep", maxVRTDepth)
+	}
+	checked := path // what relative sources resolve against
+	path, err = v.pinned(path)
+	if err != nil {
+		return "", "", 0, err
 	}
 	head, err := readHead(path, 512)
 	if err != nil {
@@ -143,7 +176,7 @@ func (v *vetter) vet(path string, depth int) (driver, frozen string, cost int, e
 		if len(data) > maxVRTBytes {
 			return "", "", 0, mm.Permanentf("a VRT of more than %d bytes", maxVRTBytes)
 		}
-		out, cost, err := v.rewriteVRT(path, data, depth)
+		out, cost, err := v.rewriteVRT(checked, data, depth)
 		if err != nil {
 			return "", "", 0, err
 		}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -271,18 +272,31 @@ func TestBuildMosaicChecksEveryHref(t *testing.T) {
 // TestVRTSourcesFrozen: GDAL opens a VRT's sources later than the check,
 // by name and with any driver. A source checked as a GeoTIFF and then
 // replaced by a VRT naming a file outside must not be read: GDAL is given
-// names only the GTiff driver opens, and a copy of the VRT.
+// names only the GTiff driver opens, by a descriptor of the file checked,
+// and a copy of the VRT: it reads what was checked.
 func TestVRTSourcesFrozen(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
-	secret := writeTestTIFF(t, outside, "secret.tif", 1, "UInt16", "")
 	late := writeTestTIFF(t, root, "late.tif", 1, "UInt16", "")
+	secret := filepath.Join(outside, "secret.tif")
+	testenv.Run(t, "", "gdal_translate", "-q", "-scale", "0", "250", "1000", "1250", late, secret) // other values
 	vrtPath := filepath.Join(root, "x.vrt")
 	testenv.Run(t, "", "gdal_translate", "-q", "-of", "VRT", late, vrtPath)
-	src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Href: vrtPath, Bands: []string{"B02"}}}), Options{Allow: []string{root}, AnyResolution: true})
+	w := Window{EPSG: 32615, Bounds: [4]float64{440000, 4644000, 446000, 4650000}, Width: 60, Height: 60}
+	open := func() *Source {
+		src, err := Open(context.Background(), scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Href: vrtPath, Bands: []string{"B02"}}}), Options{Allow: []string{root}, AnyResolution: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}
+	before := open()
+	want, err := before.Rasters[0].Warp(context.Background(), w, Bilinear)
+	before.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
+	src := open()
 	defer src.Close()
 	// after the check: late.tif becomes a VRT of the secret
 	swap := filepath.Join(root, "swap.vrt")
@@ -290,9 +304,13 @@ func TestVRTSourcesFrozen(t *testing.T) {
 	if err := os.Rename(swap, late); err != nil {
 		t.Fatal(err)
 	}
-	w := Window{EPSG: 32615, Bounds: [4]float64{440000, 4644000, 446000, 4650000}, Width: 60, Height: 60}
-	if _, err := src.Rasters[0].Warp(context.Background(), w, Bilinear); err == nil {
-		t.Error("the swapped source was read: GDAL opened a VRT where a GeoTIFF was checked")
+	got, err := src.Rasters[0].Warp(context.Background(), w, Bilinear)
+	if err == nil {
+		for i := range want {
+			if got[i] != want[i] && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(want[i]))) {
+				t.Fatalf("value %d: %v, the checked file has %v: the swapped source was read", i, got[i], want[i])
+			}
+		}
 	}
 	frozen := src.Rasters[0].Path
 	src.Close()
@@ -337,8 +355,12 @@ func TestDriverPrefixesRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	if p := src.Rasters[0].Path; !strings.HasPrefix(p, root+"/") {
-		t.Errorf("GDAL was given %s, not the resolved path of the file inside the root", p)
+	p := src.Rasters[0].Path
+	if strings.HasPrefix(p, "/proc/self/fd/") {
+		p, _ = os.Readlink(p)
+	}
+	if !strings.HasPrefix(p, root+"/") {
+		t.Errorf("GDAL was given %s, not the file inside the root", p)
 	}
 }
 
@@ -378,6 +400,41 @@ func TestVetSRS(t *testing.T) {
 	} {
 		if err := vetSRS(srs); (err == nil) != ok {
 			t.Errorf("vetSRS(%q) = %v, want ok=%v", srs, err, ok)
+		}
+	}
+}
+
+// TestPinnedAgainstLinkSwap: a directory of a checked path swapped for a
+// link to outside after the check, before GDAL opens the VRT source in it,
+// changes nothing: GDAL reads the file by the descriptor opened at the
+// check.
+func TestPinnedAgainstLinkSwap(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	os.Mkdir(filepath.Join(root, "sub"), 0o755)
+	p := writeTestTIFF(t, filepath.Join(root, "sub"), "x.tif", 1, "UInt16", "")
+	testenv.Run(t, "", "gdal_translate", "-q", "-scale", "0", "250", "1000", "1250", p, filepath.Join(outside, "x.tif"))
+	w := Window{EPSG: 32615, Bounds: [4]float64{440000, 4644000, 446000, 4650000}, Width: 60, Height: 60}
+	// a VRT: GDAL opens its source when a chip first needs it, not at the check
+	vrtPath := filepath.Join(root, "x.vrt")
+	testenv.Run(t, "", "gdal_translate", "-q", "-of", "VRT", p, vrtPath)
+	sc := scene(map[mm.Sensor]mm.Asset{mm.Sentinel2: {Href: vrtPath, Bands: []string{"B02"}}})
+	src, err := Open(context.Background(), sc, Options{Allow: []string{root}, AnyResolution: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	os.Rename(filepath.Join(root, "sub"), filepath.Join(root, "old"))
+	if err := os.Symlink(outside, filepath.Join(root, "sub")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := src.Rasters[0].Warp(context.Background(), w, Average)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range got {
+		if v >= 1000 {
+			t.Fatalf("value %d is %v: the file behind the link, outside the root, was read", i, v)
 		}
 	}
 }

@@ -88,7 +88,7 @@ func BuildMosaic(path string, hrefs []string, allow []string) error {
 		if len(allow) > 0 {
 			// a GeoTIFF, named so that only GDAL's GTiff driver opens it:
 			// the workers read this VRT later, when the file may be another
-			v, err := vetRaster(h, allow)
+			v, err := vetRaster(h, allow, false)
 			if err == nil && v.driver != "GTiff" {
 				for _, t := range v.temps {
 					os.Remove(t)

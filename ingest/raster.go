@@ -51,6 +51,7 @@ type Raster struct {
 	// one that cannot become another format, see vetter); "": Path
 	source string
 	temps  []string   // files written for it (frozen VRTs), removed on close
+	files  []*os.File // descriptors GDAL reads it and its sources by, closed on close
 	warps  *warpCache // prepared warps (positions.go)
 }
 
@@ -240,11 +241,12 @@ func vrtOf(g []*Raster) (*Raster, error) {
 	r.Href = strings.Join(hrefs, ", ")
 	r.Path, r.vrt, r.ds = f.Name(), f.Name(), ds
 	r.Bands = nil
-	r.temps = nil
+	r.temps, r.files = nil, nil
 	for _, m := range g {
 		r.Bands = append(r.Bands, m.Bands[0])
 		r.temps = append(r.temps, m.temps...) // the group's VRT names them
-		m.temps = nil
+		r.files = append(r.files, m.files...)
+		m.temps, m.files = nil, nil
 		m.close()
 	}
 	return &r, nil
@@ -316,11 +318,11 @@ func openRaster(ctx context.Context, sn mm.Sensor, field, href string, allow []s
 	}
 	opts := []godal.OpenOption{godal.RasterOnly()}
 	if len(allow) > 0 {
-		v, err := vetRaster(href, allow)
+		v, err := vetRaster(href, allow, true)
 		if err != nil {
 			return nil, fieldErr(field, href, err)
 		}
-		r.Path, r.source, r.temps = v.open, v.source, v.temps
+		r.Path, r.source, r.temps, r.files = v.open, v.source, v.temps, v.files
 		opts = append(opts, godal.Drivers(v.driver))
 	}
 	ec := &errCollector{remote: r.remote}
@@ -443,7 +445,10 @@ func (r *Raster) close() error {
 	for _, p := range r.temps {
 		defer os.Remove(p)
 	}
-	r.temps = nil
+	for _, f := range r.files {
+		defer f.Close() // after the dataset: GDAL reads by them
+	}
+	r.temps, r.files = nil, nil
 	if r.ds == nil {
 		return nil
 	}

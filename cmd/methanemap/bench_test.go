@@ -16,6 +16,7 @@ import (
 
 	mm "github.com/methanemap/methanemap"
 	"github.com/methanemap/methanemap/ingest"
+	"github.com/methanemap/methanemap/internal/broker"
 	"github.com/methanemap/methanemap/internal/fixtures"
 	"github.com/methanemap/methanemap/internal/testenv"
 	"github.com/methanemap/methanemap/model"
@@ -202,7 +203,7 @@ func BenchmarkDaemonWorkers(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ns, err := embeddedServer("127.0.0.1:-1", filepath.Join(dir, "js"))
+	ns, err := broker.Start("127.0.0.1:-1", filepath.Join(dir, "js"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	mm "github.com/methanemap/methanemap"
+	"github.com/methanemap/methanemap/internal/broker"
 	"github.com/methanemap/methanemap/internal/datadir"
 	"github.com/methanemap/methanemap/worker"
 	"github.com/nats-io/nats.go"
@@ -159,7 +160,7 @@ func TestServeBusyAddresses(t *testing.T) {
 // streams, and no worker: what is queued stays on the stream.
 func testBroker(t *testing.T) (string, jetstream.JetStream) {
 	t.Helper()
-	ns, err := embeddedServer("127.0.0.1:-1", t.TempDir())
+	ns, err := broker.Start("127.0.0.1:-1", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func runScore(ctx context.Context, cfg configs.Config, args []string, stdout, st
 	}
 	prog.done()
 	sites := publisher.Sites(run.dets, run.probes...)
-	if err := writeOutputs(*out, *sitesOut, run.dets, sites); err != nil {
+	if err := publisher.WriteFiles(*out, *sitesOut, run.dets, sites); err != nil {
 		return err
 	}
 	run.summary(stdout, len(scenes), sites, *out, *sitesOut)
@@ -165,38 +165,6 @@ func (r *scoreRun) add(res pipeline.Result) {
 	for k, v := range res.Skipped {
 		r.skipped[k] += v
 	}
-}
-
-// writeOutputs writes detections and sites, each all or nothing.
-func writeOutputs(out, sitesOut string, dets []mm.Detection, sites []mm.Site) error {
-	sort.Slice(dets, func(i, j int) bool { return dets[i].ID < dets[j].ID })
-	sink, err := publisher.NewFileSink(out, "detections")
-	if err != nil {
-		return err
-	}
-	for _, d := range dets {
-		if err := sink.Write(publisher.Feature(d)); err != nil {
-			sink.Abort()
-			return err
-		}
-	}
-	if err := sink.Commit(); err != nil {
-		return err
-	}
-	if sitesOut == "" {
-		return nil
-	}
-	ss, err := publisher.NewFileSink(sitesOut, "sites")
-	if err != nil {
-		return err
-	}
-	for _, s := range sites {
-		if err := ss.Write(publisher.SiteFeature(s)); err != nil {
-			ss.Abort()
-			return err
-		}
-	}
-	return ss.Commit()
 }
 
 func (r *scoreRun) summary(w io.Writer, nScenes int, sites []mm.Site, out, sitesOut string) {

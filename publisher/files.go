@@ -1,15 +1,50 @@
-package main
+package publisher
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	mm "github.com/methanemap/methanemap"
 )
 
-// writeSceneFiles writes a scene's detections and sites to
+// WriteFiles writes detections to out and sites to sitesOut (none when
+// sitesOut is ""), each all or nothing (see NewFileSink), detections in
+// id order.
+func WriteFiles(out, sitesOut string, dets []mm.Detection, sites []mm.Site) error {
+	sort.Slice(dets, func(i, j int) bool { return dets[i].ID < dets[j].ID })
+	sink, err := NewFileSink(out, "detections")
+	if err != nil {
+		return err
+	}
+	for _, d := range dets {
+		if err := sink.Write(Feature(d)); err != nil {
+			sink.Abort()
+			return err
+		}
+	}
+	if err := sink.Commit(); err != nil {
+		return err
+	}
+	if sitesOut == "" {
+		return nil
+	}
+	ss, err := NewFileSink(sitesOut, "sites")
+	if err != nil {
+		return err
+	}
+	for _, s := range sites {
+		if err := ss.Write(SiteFeature(s)); err != nil {
+			ss.Abort()
+			return err
+		}
+	}
+	return ss.Commit()
+}
+
+// WriteSceneFiles writes a scene's detections and sites to
 // dir/SCENE.detections.EXT and dir/SCENE.sites.EXT, both or neither: a GIS
 // tool or script must not find the detections of a scene without its
 // sites. Both are written in a staging directory under dir (the same file
@@ -17,7 +52,7 @@ import (
 // are complete; on any failure the staging directory goes, and a
 // detections file already moved is removed again. A process killed while
 // writing leaves only a hidden ".SCENE.staging-*" directory.
-func writeSceneFiles(dir, scene, ext string, dets []mm.Detection, sites []mm.Site) error {
+func WriteSceneFiles(dir, scene, ext string, dets []mm.Detection, sites []mm.Site) error {
 	names := [2]string{scene + ".detections." + ext, scene + ".sites." + ext}
 	for _, n := range names {
 		// a rename onto a directory (or a socket...) would fail after the
@@ -32,7 +67,7 @@ func writeSceneFiles(dir, scene, ext string, dets []mm.Detection, sites []mm.Sit
 		return fmt.Errorf("staging directory: %w", err)
 	}
 	defer os.RemoveAll(stage)
-	if err := writeOutputs(filepath.Join(stage, names[0]), filepath.Join(stage, names[1]), dets, sites); err != nil {
+	if err := WriteFiles(filepath.Join(stage, names[0]), filepath.Join(stage, names[1]), dets, sites); err != nil {
 		return err
 	}
 	if err := os.Rename(filepath.Join(stage, names[0]), filepath.Join(dir, names[0])); err != nil {
@@ -45,10 +80,10 @@ func writeSceneFiles(dir, scene, ext string, dets []mm.Detection, sites []mm.Sit
 	return nil
 }
 
-// cleanStaging removes the staging directories of writes that never ended
+// CleanStaging removes the staging directories of writes that never ended
 // (a daemon killed while writing), once they are older than age: another
 // daemon sharing dir may be writing a young one.
-func cleanStaging(dir string, age time.Duration) int {
+func CleanStaging(dir string, age time.Duration) int {
 	stale, _ := filepath.Glob(filepath.Join(dir, ".*.staging-*"))
 	n := 0
 	for _, p := range stale {

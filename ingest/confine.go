@@ -110,14 +110,15 @@ func vetRaster(href string, allow []string, pin bool) (vetted, error) {
 	}
 	driver, frozen, _, err := v.vet(gp, 0)
 	if err != nil {
-		v.removeTemps()
+		v.release()
 		return vetted{}, err
 	}
 	out := vetted{driver: driver, open: strings.TrimPrefix(frozen, "GTIFF_DIR:1:"), source: frozen, temps: v.temps, files: v.files}
 	return out, nil
 }
 
-func (v *vetter) removeTemps() {
+// release removes the VRT copies written and closes the descriptors held.
+func (v *vetter) release() {
 	for _, p := range v.temps {
 		os.Remove(p)
 	}

@@ -112,9 +112,6 @@ func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset, allow 
 			"give calibrated, terrain-corrected values (dB, power or amplitude), such as Planetary Computer's sentinel-1-rtc", field)
 	}
 	if a.Href != "" {
-		if err := Allowed(a.Href, allow); err != nil {
-			return fieldErr(field+".href", a.Href, err)
-		}
 		r, err := openRaster(ctx, sn, field+".href", a.Href, allow)
 		if err != nil {
 			return err
@@ -129,9 +126,6 @@ func (s *Source) openAsset(ctx context.Context, sn mm.Sensor, a mm.Asset, allow 
 		}
 	}()
 	for _, band := range a.BandNames() {
-		if err := Allowed(a.Hrefs[band], allow); err != nil {
-			return fieldErr(field+".hrefs."+band, a.Hrefs[band], err)
-		}
 		r, err := openRaster(ctx, sn, field+".hrefs."+band, a.Hrefs[band], allow)
 		if err != nil {
 			return err
@@ -306,24 +300,26 @@ func openRaster(ctx context.Context, sn mm.Sensor, field, href string, allow []s
 		return nil, fieldErr(field, href, err)
 	}
 	r := &Raster{Sensor: sn, Field: field, Href: href, Path: path, remote: isRemote(path)}
-	if !r.remote && !hasVSIPrefix(path) {
-		if fi, err := os.Stat(path); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, mm.Permanentf("%s: %s: no such file", field, describe(href))
-			}
-			return nil, mm.Permanentf("%s: %w", field, err)
-		} else if fi.IsDir() {
-			return nil, mm.Permanentf("%s: %s: is a directory, not a raster", field, describe(href))
-		}
-	}
 	opts := []godal.OpenOption{godal.RasterOnly()}
-	if len(allow) > 0 {
+	if len(allow) > 0 { // before anything touches the path: whether it exists outside is not told
 		v, err := vetRaster(href, allow, true)
 		if err != nil {
 			return nil, fieldErr(field, href, err)
 		}
 		r.Path, r.source, r.temps, r.files = v.open, v.source, v.temps, v.files
 		opts = append(opts, godal.Drivers(v.driver))
+	}
+	if !r.remote && !hasVSIPrefix(path) {
+		if fi, err := os.Stat(path); err != nil {
+			r.close()
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, mm.Permanentf("%s: %s: no such file", field, describe(href))
+			}
+			return nil, mm.Permanentf("%s: %w", field, err)
+		} else if fi.IsDir() {
+			r.close()
+			return nil, mm.Permanentf("%s: %s: is a directory, not a raster", field, describe(href))
+		}
 	}
 	ec := &errCollector{remote: r.remote}
 	ds, err := godal.Open(r.Path, append(opts, godal.ErrLogger(ec.handler()))...)

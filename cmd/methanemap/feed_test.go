@@ -409,16 +409,7 @@ func TestServeFollowsFeed(t *testing.T) {
 	root := t.TempDir()
 	srv := httptest.NewServer(feedCatalogue(t, fixture, root))
 	defer srv.Close()
-	conf := filepath.Join(root, "methanemap.yaml")
-	writeFile(t, conf, fmt.Sprintf(`feed:
-  stac: [%q]
-  datetime: 2023-01-01T00:00:00Z/2025-12-31T00:00:00Z
-  limit: 2
-  rate: 0
-  interval: 1h
-  mosaic_dir: %q
-`, srv.URL+"/search", filepath.Join(root, "mosaics")))
-	t.Setenv("METHANEMAP_CONFIG", conf)
+	useFeedConfig(t, root, srv.URL+"/search", filepath.Join(root, "mosaics"))
 	d := startDaemon(t, "--allow", fixture, "--allow", root)
 	for id, e := range d.waitFinal(t, "naip-a", "naip-b") {
 		if e.Event != "done" {
@@ -437,4 +428,21 @@ func TestServeFollowsFeed(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// useFeedConfig writes a config whose feed follows the catalogue at search
+// (one pass an hour, two Items a page, no rate limit), mosaics in mosaics,
+// and makes it the config of the commands the test runs.
+func useFeedConfig(t *testing.T, root, search, mosaics string) {
+	t.Helper()
+	conf := filepath.Join(root, "methanemap.yaml")
+	writeFile(t, conf, fmt.Sprintf(`feed:
+  stac: [%q]
+  datetime: 2023-01-01T00:00:00Z/2025-12-31T00:00:00Z
+  limit: 2
+  rate: 0
+  interval: 1h
+  mosaic_dir: %q
+`, search, mosaics))
+	t.Setenv("METHANEMAP_CONFIG", conf)
 }

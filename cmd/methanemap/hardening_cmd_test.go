@@ -274,16 +274,7 @@ func TestServeFeedMosaicFirstPass(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	mosaics := filepath.Join(root, "mosaics")
-	conf := filepath.Join(root, "methanemap.yaml")
-	writeFile(t, conf, fmt.Sprintf(`feed:
-  stac: [%q]
-  datetime: 2023-01-01T00:00:00Z/2025-12-31T00:00:00Z
-  limit: 2
-  rate: 0
-  interval: 1h
-  mosaic_dir: %q
-`, srv.URL+"/search", mosaics))
-	t.Setenv("METHANEMAP_CONFIG", conf)
+	useFeedConfig(t, root, srv.URL+"/search", mosaics)
 	p := spawn(t, nil, serveArgs(filepath.Join(root, "data"), "--allow", fixture, "--allow", root)...)
 	for i := 0; !strings.Contains(p.stderr.String(), `msg="feed pass"`); i++ {
 		select {

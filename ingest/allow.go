@@ -223,15 +223,45 @@ func (al *allowList) checkLocal(p string) (string, error) {
 	}
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		// missing: said only of a path that would lie in a root, so that
+		// whether a file exists outside them is not told
+		if errors.Is(err, fs.ErrNotExist) && al.inDirs(existingPrefix(p)) {
 			return "", mm.Permanentf("no such file (%s)", p)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", al.refuse("directory", given, given)
 		}
 		return "", mm.Permanentf("%s: %v", p, err)
 	}
-	for _, root := range al.dirs {
-		if rel, err := filepath.Rel(root, real); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return real, nil
-		}
+	if al.inDirs(real) {
+		return real, nil
 	}
 	return "", al.refuse("directory", given, real)
+}
+
+// inDirs reports whether a resolved path lies in an allowed directory.
+func (al *allowList) inDirs(real string) bool {
+	for _, root := range al.dirs {
+		if rel, err := filepath.Rel(root, real); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
+// existingPrefix resolves the longest part of p that exists (links, then
+// ".."), and adds the rest cleaned: where p would be if it existed.
+func existingPrefix(p string) string {
+	dir, rest := p, ""
+	for {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(real, rest)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return filepath.Clean(p)
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+		dir = parent
+	}
 }

@@ -438,3 +438,21 @@ func TestPinnedAgainstLinkSwap(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingOutsideNotTold: a path outside the roots is refused as such
+// whether or not it exists (the daemon's dead letters must not tell which
+// files exist elsewhere); one inside a root is "no such file".
+func TestMissingOutsideNotTold(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	writeTestTIFF(t, outside, "there.tif", 1, "Byte", "")
+	allow := []string{root}
+	for _, p := range []string{filepath.Join(outside, "there.tif"), filepath.Join(outside, "missing.tif"), root + "/../" + filepath.Base(outside) + "/missing.tif"} {
+		if err := Allowed(p, allow); err == nil || !strings.Contains(err.Error(), "not under an allowed directory") {
+			t.Errorf("%s: %v, want it refused as outside", p, err)
+		}
+	}
+	if err := Allowed(filepath.Join(root, "missing.tif"), allow); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing inside the root: %v", err)
+	}
+}
